@@ -1,0 +1,16 @@
+"""Entry point: `streamlit run app.py`. Navigation over pages/ and the sidebar run picker."""
+
+import streamlit as st
+
+st.set_page_config(page_title="Lifelong generative explorer", page_icon="🧠", layout="wide")
+
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", icon="📋", default=True),
+    st.Page("pages/traversal.py", title="Latent traversal", icon="🎚️"),
+]
+
+nav = st.navigation(PAGES)
+import ui  # noqa: E402  (after set_page_config: ui configures torch on import)
+
+st.session_state["selection"] = ui.sidebar()
+nav.run()

@@ -1,0 +1,172 @@
+"""Command line: python -m lifelong {train,eval,pretrain,datasets,models} (DESIGN.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lifelong", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train a family over a task sequence into a run folder")
+    t.add_argument("--model", required=True)
+    t.add_argument("--tasks", required=True, help="e.g. digits:classes=0-4,digits:classes=5-9")
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--out", required=True)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    t.add_argument("--resume", action="store_true")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--store-dtype", default="float32", choices=["float32", "float16"])
+    e = sub.add_parser("eval", help="print a run's forgetting matrices and metrics")
+    e.add_argument("run")
+    e.add_argument("--json", action="store_true")
+    pre = sub.add_parser("pretrain", help="rebuild the shipped runs in pretrained/")
+    pre.add_argument("--only", default=None, help="a family key or run name")
+    pre.add_argument("--device", default="auto")
+    pre.add_argument("--out", default=str(PRETRAINED))
+    sub.add_parser("datasets", help="dataset names, shapes, sizes, what each is for")
+    sub.add_parser("models", help="family keys and their options")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from lifelong.data import DataError
+    from lifelong.runs import RunError
+    from lifelong.train import TrainingError
+
+    try:
+        return {
+            "train": _train,
+            "eval": _eval,
+            "pretrain": _pretrain,
+            "datasets": _datasets,
+            "models": _models,
+        }[args.cmd](args)
+    except (DataError, RunError, TrainingError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: resume with --resume", file=sys.stderr)
+        return 130
+
+
+def _train(args) -> int:
+    from lifelong import models
+    from lifelong.data import parse_tasks
+    from lifelong.train import TrainArgs, parse_overrides, train
+
+    models.family(args.model)
+    tasks = parse_tasks(args.tasks)
+    overrides = parse_overrides(args.model, args.set)
+    out = train(
+        TrainArgs(
+            model=args.model,
+            tasks=tasks,
+            out=Path(args.out),
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=args.device,
+            overrides=overrides,
+            resume=args.resume,
+            threads=args.threads,
+            store_dtype=args.store_dtype,
+        )
+    )
+    print(f"run written to {out}")
+    return 0
+
+
+def _eval(args) -> int:
+    from lifelong.explore.summary import run_report
+    from lifelong.runs import open_run
+
+    run = open_run(args.run)
+    run.load_model()  # validates the weights, not only the manifest
+    report = run_report(run)
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    print(f"{run.name}: {run.family} over {', '.join(run.tasks)} ({len(run.snapshots)} snapshots)")
+    for name, table in report["matrices"].items():
+        print(f"\n{name} (row: after task k, column: task j)")
+        print("        " + "".join(f"{'task ' + str(j):>10}" for j in range(len(run.tasks))))
+        for k, row in enumerate(table):
+            cells = "".join(f"{'-' if v is None else format(v, '.4g'):>10}" for v in row)
+            print(f"after {k:<2}" + cells)
+    for key, value in report["summary"].items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def _pretrain(args) -> int:
+    from lifelong.train import TrainArgs, train
+    from lifelong.zoo import ZOO, write_index
+
+    out_root = Path(args.out)
+    chosen = [z for z in ZOO if args.only in (None, z["family"], z["name"])]
+    if not chosen:
+        raise ValueError(
+            f"--only {args.only!r} matches nothing; valid: "
+            + ", ".join(sorted({z["family"] for z in ZOO} | {z["name"] for z in ZOO}))
+        )
+    for entry in chosen:
+        target = out_root / entry["name"]
+        tmp = out_root / f".{entry['name']}.building"
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(f"training {entry['name']} ...", file=sys.stderr)
+        train(
+            TrainArgs(
+                model=entry["family"],
+                tasks=entry["tasks"],
+                out=tmp,
+                epochs=entry["epochs"],
+                batch_size=entry["batch_size"],
+                seed=entry["seed"],
+                device=args.device,
+                overrides=entry["set"],
+                store_dtype="float16",
+            )
+        )
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+        print(f"wrote {target}")
+    write_index(out_root)
+    return 0
+
+
+def _datasets(args) -> int:
+    from lifelong.data import datasets
+
+    for d in datasets():
+        print(f"{d['name']:<10} {d.get('shape', ''):<9} {d.get('sizes', ''):<22} {d['about']}")
+        if d.get("options"):
+            print(f"{'':<10} options: {d['options']}")
+    print("\ntransforms (any dataset): invert, rotate=DEG, permute=SEED, classes=A-B, size=N, rgb")
+    return 0
+
+
+def _models(args) -> int:
+    from lifelong import models
+
+    for key in sorted(models.REGISTRY):
+        print(f"{key}: {models.DESCRIPTIONS.get(key, '')}")
+        opts = ", ".join(
+            f"{n}={v}" for n, v in models.options(key) if n not in ("image_shape", "n_tasks")
+        )
+        print(f"  --set options: {opts}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

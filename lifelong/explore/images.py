@@ -1,0 +1,52 @@
+"""Image utilities (there is no torchvision here): grids, PNG and GIF bytes."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[N, C, H, W] floats in [0, 1] -> [N, H, W, 3] uint8 (grey repeated to RGB)."""
+    arr = images.detach().float().clamp(0, 1).cpu().numpy()
+    arr = (arr * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
+    return np.repeat(arr, 3, axis=3) if arr.shape[3] == 1 else arr
+
+
+def grid(images: torch.Tensor, ncol: int, pad: int = 2, scale: int = 1) -> np.ndarray:
+    """Tile [N, C, H, W] row-major into an [rows*(H+pad)+pad, ...] RGB uint8 image on a light
+    grey background, each image upscaled `scale` times (nearest) for crisp display."""
+    tiles = to_uint8(images)
+    n, h, w, _ = tiles.shape
+    if scale > 1:
+        tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
+        h, w = h * scale, w * scale
+    rows = max(1, -(-n // ncol))
+    out = np.full((rows * (h + pad) + pad, ncol * (w + pad) + pad, 3), 200, dtype=np.uint8)
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        out[
+            pad + r * (h + pad) : pad + r * (h + pad) + h,
+            pad + c * (w + pad) : pad + c * (w + pad) + w,
+        ] = tiles[i]
+    return out
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def gif_bytes(frames: list[np.ndarray], ms_per_frame: int = 120) -> bytes:
+    """An endlessly looping animated GIF of RGB uint8 frames (the sweep goes there and back)."""
+    seq = frames + frames[-2:0:-1]
+    imgs = [Image.fromarray(f).convert("P", palette=Image.Palette.ADAPTIVE) for f in seq]
+    buf = io.BytesIO()
+    imgs[0].save(
+        buf, format="GIF", save_all=True, append_images=imgs[1:], duration=ms_per_frame, loop=0
+    )
+    return buf.getvalue()

@@ -1,0 +1,46 @@
+"""What a run says about itself: the run card, forgetting matrices and a summary of them."""
+
+from __future__ import annotations
+
+from lifelong import metrics
+
+LOWER_IS_BETTER = {"mse"}
+
+
+def run_report(run) -> dict:
+    """Matrices [after task k][task j] from the manifest, plus forgetting and routing summaries."""
+    names = [n for n in ("mse", "elbo", "psnr", "routing_accuracy") if run.metric(n)]
+    matrices = {n: run.metric(n) for n in names}
+    summary: dict[str, object] = {}
+    for n in ("mse", "elbo"):
+        if n in matrices:
+            better_high = n not in LOWER_IS_BETTER
+            summary[f"forgetting_{n}"] = metrics.forgetting(matrices[n], better_high)
+            summary[f"backward_transfer_{n}"] = metrics.backward_transfer(matrices[n], better_high)
+    if "routing_accuracy" in matrices and matrices["routing_accuracy"]:
+        summary["routing_accuracy_final"] = matrices["routing_accuracy"][-1]
+    return {
+        "run": run.name,
+        "family": run.family,
+        "tasks": run.tasks,
+        "matrices": matrices,
+        "summary": summary,
+    }
+
+
+def run_card(run) -> dict:
+    """The facts the Overview page shows about a run."""
+    cfg = run.manifest["config"]
+    last = run.manifest["snapshots"][-1] if run.manifest["snapshots"] else {}
+    return {
+        "family": run.family,
+        "tasks": run.tasks,
+        "snapshots": len(run.snapshots),
+        "experts": (last.get("arch") or {}).get("n_experts"),
+        "latent_dim": cfg.get("latent_dim"),
+        "status": run.manifest.get("status", "complete"),
+        "created": run.manifest.get("created"),
+        "epochs": run.manifest.get("train", {}).get("epochs"),
+        "device": run.manifest.get("device"),
+        "size_mb": round(sum(s.get("bytes", 0) for s in run.manifest["snapshots"]) / 2**20, 2),
+    }

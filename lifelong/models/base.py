@@ -1,0 +1,124 @@
+"""The one interface every family implements (DESIGN.md, "Model interface").
+
+Pages, the trainer and the metrics drive models only through this class, so every view works
+with every family that has the capability it needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LatentBlock:
+    """A group of latent variables: `kind` is "gaussian" or "categorical"; `owner` is an expert
+    id (int), "shared", a population id, or None for single-latent models."""
+
+    name: str
+    dim: int
+    kind: str = "gaussian"
+    owner: int | str | None = None
+
+
+Codes = dict[str, torch.Tensor]  # block name -> [N, dim] values
+Posterior = dict[str, dict[str, torch.Tensor]]  # block name -> {"mu", "logvar"} or {"logits"}
+
+
+class GenerativeModel(nn.Module):
+    """Base class. Subclasses set `family` and `config_cls` and implement the abstract methods.
+
+    `arch()` returns the structure that can change during training (experts added, discrete
+    dimension grown); a model is rebuilt from `cls(config, arch)` before loading its weights.
+    """
+
+    family: ClassVar[str] = ""
+    config_cls: ClassVar[type] = object
+    is_mixture: ClassVar[bool] = False
+
+    def __init__(self, config: Any):
+        super().__init__()
+        self.config = config
+        self.progress = 0.0  # fraction of the current task's training done, set by the trainer
+
+    # -- structure -------------------------------------------------------------------------
+    def arch(self) -> dict:
+        return {}
+
+    def latent_blocks(self) -> list[LatentBlock]:
+        raise NotImplementedError
+
+    def experts(self) -> list[int]:
+        return []
+
+    def task_experts(self) -> list[int]:
+        """For mixtures: the expert that holds each task learnt so far (-1 if none yet)."""
+        return []
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    # -- inference -------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor, expert: int | None = None) -> Posterior:
+        raise NotImplementedError
+
+    def decode(self, codes: Codes, expert: int | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reconstruct(self, x: torch.Tensor, expert: int | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sample(self, n: int, task: int | None = None, expert: int | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, x: torch.Tensor, expert: int | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def route(self, x: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    def select(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Deterministic expert per sample: [N] long (argmax of `route`), None if no mixture."""
+        v = self.route(x)
+        return None if v is None else v.argmax(dim=1)
+
+    # -- training --------------------------------------------------------------------------
+    def loss(self, batch: dict[str, torch.Tensor], task: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def before_task(self, task: int, data) -> list[dict]:
+        return []
+
+    def after_task(self, task: int, data) -> list[dict]:
+        return []
+
+    # -- helpers ---------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def config_dict(self) -> dict:
+        return config_to_dict(self.config)
+
+
+def config_to_dict(config) -> dict:
+    """A config dataclass as plain JSON-able data (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def config_from_dict(config_cls: type, data: dict):
+    """Rebuild a config dataclass; unknown keys are an error (a foreign or newer run)."""
+    names = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(f"unknown {config_cls.__name__} field(s): {', '.join(unknown)}")
+    kwargs = {}
+    for key, value in data.items():
+        default = getattr(config_cls(), key)
+        kwargs[key] = tuple(value) if isinstance(default, tuple) else value
+    return config_cls(**kwargs)

@@ -1,0 +1,365 @@
+"""L-MVAE: lifelong mixture of VAEs (Ye & Bors, TNNLS 2023; paper 000 in shared/seeds).
+
+K conv VAE experts are trained with the MELBO (eq. 2) under mixing weights w ~ Dir(a). Before
+each new task the assignment step (eqs. 3-5) picks the expert that becomes the depository of the
+task just finished; it is frozen for good and the Dirichlet parameters follow eq. 6. At test time
+an expert is selected per sample (eq. 7, Alg. 1 l. 17-19). Options: the disentangled objective
+with an annealed capacity (eq. 17), beta annealing (eq. 28) and the dynamic expansion L-MVAE-Dyn
+with a shared sub-encoder/sub-decoder and a novelty threshold (eqs. 24-26).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lifelong import losses
+from lifelong.models.base import Codes, GenerativeModel, LatentBlock, Posterior
+from lifelong.models.nets import ConvBody, DeconvBody, VAEExpert
+
+
+@dataclass
+class LMVAEConfig:
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    n_tasks: int = 1
+    n_experts: int = 0  # 0: one per task (the paper requires K >= number of tasks)
+    latent_dim: int = 10
+    channels: int = 32
+    hidden: int = 128
+    lr: float = 1e-3
+    objective: str = "elbo"  # "elbo": eq. 2; "capacity": the disentangled eq. 17
+    gamma: float = 10.0  # eq. 17 weight of |KL - C|
+    capacity_max: float = 25.0  # eq. 17: C rises linearly from 0 to this (nats) in each task
+    beta_anneal: bool = False  # eq. 28: beta* rises from beta_start to 1 in each task
+    beta_start: float = 0.0
+    beta_warmup: float = 0.5  # fraction of a task's training over which beta* reaches 1
+    dirichlet_e: float = 1e-4  # the "very small positive value" e of eq. 6
+    u: float = 1e6  # the large constant u of eq. 3
+    assign_batches: int = 4  # batches of the incoming task evaluated by eq. 3
+    assign_batch_size: int = 128
+    dynamic: bool = False  # L-MVAE-Dyn (Sec. VI)
+    novelty_threshold: float = 4.0  # S* of eq. 25 (mean L2 distance in pixel units, eq. 24)
+    novelty_metric: str = "matched"  # eq. 24 over "matched" pairs (i = l) or all "pairs"
+    novelty_samples: int = 1000  # N_j = N'_k of eq. 24
+    supervision: str = "none"  # "supervised" / "semi" (eqs. 18-23) arrive with a later issue
+
+    def validate(self) -> None:
+        if self.objective not in ("elbo", "capacity"):
+            raise ValueError(f"objective must be 'elbo' or 'capacity', not {self.objective!r}")
+        if self.novelty_metric not in ("matched", "pairs"):
+            raise ValueError(
+                f"novelty_metric must be 'matched' or 'pairs', not {self.novelty_metric!r}"
+            )
+        if self.supervision != "none":
+            raise ValueError("supervision: only 'none' is available so far (eqs. 18-23 pending)")
+        if not self.dynamic and 0 < self.n_experts < self.n_tasks:
+            raise ValueError(
+                f"lmvae needs n_experts >= number of tasks ({self.n_experts} < {self.n_tasks});"
+                " set dynamic=true to grow the mixture instead"
+            )
+
+
+def _freeze(module: nn.Module, frozen: bool) -> None:
+    """requires_grad off and stale gradients dropped, so nothing can step these weights."""
+    for p in module.parameters():
+        p.requires_grad_(not frozen)
+        if frozen:
+            p.grad = None
+
+
+class LMVAE(GenerativeModel):
+    family = "lmvae"
+    config_cls = LMVAEConfig
+    is_mixture = True
+
+    def __init__(self, config: LMVAEConfig, arch: dict | None = None):
+        super().__init__(config)
+        config.validate()
+        c, size, _ = config.image_shape
+        default_k = 1 if config.dynamic else (config.n_experts or config.n_tasks)
+        k = int((arch or {}).get("n_experts", default_k))
+        # L-MVAE-Dyn: one sub-encoder/sub-decoder shared by every expert (Sec. VI).
+        self.enc_body = ConvBody(c, size, config.channels) if config.dynamic else None
+        self.dec_body = DeconvBody(c, size, config.channels) if config.dynamic else None
+        self.experts_ = nn.ModuleList(self._new_expert() for _ in range(k))
+        # c of eqs. 3-5: experts that hold a finished task (frozen for good unless dynamic).
+        self.register_buffer("assigned", torch.zeros(k, dtype=torch.bool))
+        # Experts that receive gradients in the current task.
+        self.register_buffer("trainable", torch.ones(k, dtype=torch.bool))
+        self.register_buffer(
+            "alpha", losses.dirichlet_parameters(self.assigned, config.dirichlet_e)
+        )
+        self.register_buffer("task_expert", torch.full((config.n_tasks,), -1, dtype=torch.long))
+        self.register_buffer("shared_fixed", torch.tensor(False))
+        self._sync_requires_grad()
+
+    def _new_expert(self) -> VAEExpert:
+        cfg = self.config
+        return VAEExpert(cfg.image_shape, cfg.latent_dim, cfg.channels, cfg.hidden, not cfg.dynamic)
+
+    # -- structure -----------------------------------------------------------------------
+    def arch(self) -> dict:
+        return {"n_experts": len(self.experts_)}
+
+    def experts(self) -> list[int]:
+        return list(range(len(self.experts_)))
+
+    def task_experts(self) -> list[int]:
+        return self.task_expert.tolist()
+
+    def latent_blocks(self) -> list[LatentBlock]:
+        d = self.config.latent_dim
+        return [LatentBlock(f"z{k}", d, "gaussian", k) for k in self.experts()]
+
+    def _sync_requires_grad(self) -> None:
+        """Frozen experts get requires_grad=False, so they receive no gradient, and the trainer
+        builds its optimizer from trainable_parameters() only, so Adam moments and weight decay
+        never touch them either."""
+        for k, expert in enumerate(self.experts_):
+            _freeze(expert, not bool(self.trainable[k]))
+        for body in (self.enc_body, self.dec_body):
+            if body is not None:
+                _freeze(body, bool(self.shared_fixed))
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        self._sync_requires_grad()
+        return super().trainable_parameters()
+
+    # -- per-expert pieces ---------------------------------------------------------------
+    def _posterior(self, k: int, x: torch.Tensor):
+        return self.experts_[k].encode(x, self.enc_body)
+
+    def _logits(self, k: int, z: torch.Tensor) -> torch.Tensor:
+        return self.experts_[k].decode_logits(z, self.dec_body)
+
+    def _terms(self, k: int, x: torch.Tensor, sample: bool = True) -> dict[str, torch.Tensor]:
+        mu, logvar = self._posterior(k, x)
+        z = losses.reparameterise(mu, logvar) if sample else mu
+        return losses.vae_terms(self._logits(k, z), x, mu, logvar)
+
+    def expert_elbos(self, x: torch.Tensor, sample: bool = True) -> torch.Tensor:
+        """ELBO of every expert per sample (eq. 1): [N, K] nats. sample=False decodes the
+        posterior mean, a deterministic stand-in used for routing so a UI shows stable choices."""
+        cols = [losses.elbo(self._terms(k, x, sample)) for k in self.experts()]
+        return torch.stack(cols, dim=1)
+
+    # -- inference -----------------------------------------------------------------------
+    def encode(self, x: torch.Tensor, expert: int | None = None) -> Posterior:
+        ks = self.experts() if expert is None else [expert]
+        out = {}
+        for k in ks:
+            mu, logvar = self._posterior(k, x)
+            out[f"z{k}"] = {"mu": mu, "logvar": logvar}
+        return out
+
+    def decode(self, codes: Codes, expert: int | None = None) -> torch.Tensor:
+        if expert is None:
+            if len(codes) != 1:
+                raise ValueError("decode: give the codes of one expert, or name the expert")
+            expert = int(next(iter(codes))[1:])
+        return torch.sigmoid(self._logits(expert, codes[f"z{expert}"]))
+
+    def reconstruct(self, x: torch.Tensor, expert: int | None = None) -> torch.Tensor:
+        """Decode the posterior mean through `expert`, or per sample through the selected one."""
+        chosen = self.select(x) if expert is None else torch.full((len(x),), expert)
+        out = torch.empty_like(x)
+        for k in chosen.unique().tolist():
+            rows = chosen == k
+            mu, _ = self._posterior(k, x[rows])
+            out[rows] = torch.sigmoid(self._logits(k, mu))
+        return out
+
+    def sample(self, n: int, task: int | None = None, expert: int | None = None) -> torch.Tensor:
+        if expert is None and task is not None:
+            expert = int(self.task_expert[task])
+        if expert is None or expert < 0:
+            held = [k for k in self.task_experts() if k >= 0] or self.experts()
+            expert = held[int(torch.randint(len(held), ()))]
+        z = torch.randn(n, self.config.latent_dim, device=self.device)
+        return torch.sigmoid(self._logits(expert, z))
+
+    def score(self, x: torch.Tensor, expert: int | None = None) -> torch.Tensor:
+        """Per-sample ELBO (nats) of `expert`, or of the expert selected for each sample."""
+        if expert is not None:
+            return losses.elbo(self._terms(expert, x))
+        elbos = self.expert_elbos(x)
+        return elbos.gather(1, self.select(x)[:, None]).squeeze(1)
+
+    def route(self, x: torch.Tensor) -> torch.Tensor:
+        """Selection probabilities v of eq. 7: [N, K]. They are nearly flat for ELBOs of
+        hundreds of nats; select() takes their argmax, the mode of Cat(v)."""
+        return losses.selection_probabilities(self.expert_elbos(x, sample=False))
+
+    def select(self, x: torch.Tensor) -> torch.Tensor:
+        # argmax v == argmax ELBO, since -1/L increases with L for L < 0.
+        return self.expert_elbos(x, sample=False).argmax(dim=1)
+
+    # -- training ------------------------------------------------------------------------
+    def _beta(self) -> float:
+        cfg = self.config
+        if not cfg.beta_anneal:
+            return 1.0
+        ramp = min(1.0, self.progress / max(cfg.beta_warmup, 1e-8))
+        return cfg.beta_start + (1.0 - cfg.beta_start) * ramp
+
+    def loss(self, batch: dict[str, torch.Tensor], task: int) -> dict[str, torch.Tensor]:
+        cfg, x = self.config, batch["x"]
+        ks = self.trainable.nonzero().flatten().tolist()
+        if cfg.dynamic:
+            w = torch.ones(1, device=x.device)  # Dyn trains one component with eq. 1
+        else:
+            # w ~ Dir(a) per minibatch (Alg. 1 l. 6). Frozen experts have a = e, so their weight
+            # is ~0 and they get no gradient: we sample only the free coordinates, which by the
+            # Dirichlet aggregation property are Dir(a_free) once eq. 2 renormalises them.
+            a = self.alpha[ks].double()
+            w = torch.distributions.Dirichlet(a).sample().clamp_min(1e-12).float()
+        beta, capacity = self._beta(), cfg.capacity_max * self.progress
+        objs, recs, kls = [], [], []
+        for k in ks:
+            terms = self._terms(k, x)
+            if cfg.objective == "capacity":
+                objs.append(losses.capacity_objective(terms, cfg.gamma, capacity))  # eq. 17
+            else:
+                objs.append(losses.elbo(terms, beta))  # eq. 1, or eq. 28 when annealed
+            recs.append(terms["rec"])
+            kls.append(terms["kl"])
+        objective = losses.melbo(torch.stack(objs), w)  # eq. 2
+        out = {
+            "total": -objective.mean(),
+            "rec": -losses.melbo(torch.stack(recs), w).mean(),
+            "kl": losses.melbo(torch.stack(kls), w).mean(),
+        }
+        if cfg.beta_anneal:
+            out["beta"] = torch.tensor(beta)
+        if cfg.objective == "capacity":
+            out["capacity"] = torch.tensor(capacity)
+        return out
+
+    @torch.no_grad()
+    def _task_batches(self, data, task: int) -> list[torch.Tensor]:
+        """Several fixed batches of a task's data (seeded by task, so resume is reproducible)."""
+        g = torch.Generator().manual_seed(1000 + task)
+        perm = torch.randperm(len(data.x), generator=g)
+        bs, nb = self.config.assign_batch_size, self.config.assign_batches
+        return [data.x[perm[i * bs : (i + 1) * bs]].to(self.device) for i in range(nb)]
+
+    def before_task(self, task: int, data) -> list[dict]:
+        events: list[dict] = []
+        if task > 0:
+            events += self._novelty(task, data) if self.config.dynamic else self._assign(task, data)
+        elif self.config.dynamic:
+            self.trainable[:] = False
+            self.trainable[0] = True
+            events.append({"type": "expert_added", "task": task, "expert": 0})
+        self.alpha.copy_(losses.dirichlet_parameters(self.assigned, self.config.dirichlet_e))
+        self._sync_requires_grad()
+        trainable = self.trainable.nonzero().flatten().tolist()
+        events.append(
+            {
+                "type": "mixing",
+                "task": task,
+                "alpha": self.alpha.tolist(),
+                "trainable": trainable,
+                "frozen": self._frozen_list(),
+            }
+        )
+        return events
+
+    def _frozen_list(self) -> list[int]:
+        return (~self.trainable).nonzero().flatten().tolist()
+
+    @torch.no_grad()
+    def _assign(self, task: int, data) -> list[dict]:
+        """Eqs. 3-5 on several batches of the incoming task. Eq. 3 is read with L = loss
+        (-ELBO): then exp(-L_j) is largest for the expert that already fits the new task best,
+        1 - its share is smallest, and eq. 4's argmax freezes the expert that fits the new task
+        worst. That expert keeps the finished task, while the one nearest to the new task stays
+        free to learn it quickly (the fast transfer of Sec. VII-G). Read with L = ELBO, eq. 4
+        would freeze the best-fitting expert and force the new task onto the worst one."""
+        batches = self._task_batches(data, task)
+        loss = torch.stack([-self.expert_elbos(xb).mean(0) for xb in batches])  # [B, K]
+        p, log_q = losses.assignment_probabilities(loss.cpu(), self.assigned.cpu(), self.config.u)
+        log_q = log_q.masked_fill(self.assigned.cpu(), float("inf"))  # u c'_j: never re-chosen
+        j = int(log_q.argmin())  # eq. 4: argmax p(c_j) == argmin of its complement q_j
+        if bool(self.assigned[j]):
+            raise RuntimeError("no free expert left for the new task")
+        self.assigned[j] = True  # eq. 5: every other c_i keeps its previous value
+        self.trainable.copy_(~self.assigned)
+        self.task_expert[task - 1] = j
+        return [
+            {
+                "type": "assignment",
+                "task": task,
+                "expert_loss": loss.mean(0).tolist(),
+                "p_c": p.tolist(),
+                "log_q": [float(v) for v in log_q],
+                "chosen": j,
+            },
+            {"type": "expert_frozen", "task": task, "expert": j, "holds_task": task - 1},
+        ]
+
+    @torch.no_grad()
+    def novelty_distances(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 24 for each expert k: mean L2 distance between x_i and f_k(x_l); x [N, ...] -> [K].
+
+        As printed, eq. 24 averages over all pairs (i, l). That average is dominated by how
+        spread out the task's own data is: on bar images an expert trained on the very same task
+        scored farther (9.3) than on a novel task (8.1), so no S* separates them. The default
+        "matched" reading keeps the i = l terms, the distance between each sample and the
+        expert's reconstruction of it, which is what the criterion asks ("can expert k generate
+        data like X_j"): 1.4 for the repeated task against 6.7 for the novel one. "pairs"
+        computes eq. 24 literally.
+        """
+        flat = x.flatten(1)
+        dists = []
+        for k in self.experts():
+            rec = self.reconstruct(x, k).flatten(1)
+            if self.config.novelty_metric == "pairs":
+                dists.append(torch.cdist(flat, rec).mean())
+            else:
+                dists.append((flat - rec).norm(dim=1).mean())
+        return torch.stack(dists)
+
+    def _novelty(self, task: int, data) -> list[dict]:
+        """L-MVAE-Dyn (eqs. 24-26): add an expert when every expert is farther than S* from the
+        new task, otherwise keep training the nearest one. Shared bodies are fixed after task 0."""
+        g = torch.Generator().manual_seed(2000 + task)
+        idx = torch.randperm(len(data.x), generator=g)[: self.config.novelty_samples]
+        d = self.novelty_distances(data.x[idx].to(self.device))
+        self.shared_fixed.fill_(True)
+        event = {"task": task, "distances": d.tolist(), "threshold": self.config.novelty_threshold}
+        if float(d.min()) > self.config.novelty_threshold:  # eq. 25
+            self._add_expert()
+            chosen = len(self.experts_) - 1
+            event |= {"type": "expert_added", "expert": chosen}
+        else:
+            chosen = int(d.argmin())  # eq. 26
+            event |= {"type": "expert_reused", "expert": chosen}
+        self.trainable[:] = False
+        self.trainable[chosen] = True
+        self.assigned[chosen] = True
+        return [event]
+
+    def _add_expert(self) -> None:
+        dev = self.device
+        self.experts_.append(self._new_expert().to(dev))
+        self.assigned = torch.cat([self.assigned, torch.zeros(1, dtype=torch.bool, device=dev)])
+        self.trainable = torch.cat([self.trainable, torch.zeros(1, dtype=torch.bool, device=dev)])
+        self.alpha = torch.cat([self.alpha, torch.zeros(1, device=dev)])
+
+    @torch.no_grad()
+    def after_task(self, task: int, data) -> list[dict]:
+        """Record which trainable expert now holds the task: in L-MVAE-Dyn the chosen one; in
+        L-MVAE the best free expert, provisional until eq. 3 names the depository at the next
+        task (with K = number of tasks the last task has exactly one free expert)."""
+        if self.config.dynamic:
+            holder = int(self.trainable.nonzero()[0])
+        else:
+            batches = self._task_batches(data, task)
+            elbo = torch.stack([self.expert_elbos(xb, sample=False).mean(0) for xb in batches])
+            elbo = elbo.mean(0).masked_fill(~self.trainable, float("-inf"))
+            holder = int(elbo.argmax())
+        self.task_expert[task] = holder
+        return [{"type": "task_holder", "task": task, "expert": holder}]

@@ -1,0 +1,116 @@
+"""Plain network modules shared by the families.
+
+Every family builds its experts from the same four pieces so that baselines and mixtures are
+compared on identical networks (a requirement of the papers' comparisons):
+
+    x [N, C, H, W] --ConvBody--> h [N, F] --GaussianHead--> (mu, logvar) [N, d] each
+    z [N, d] --DecoderHead--> h [N, F] --DeconvBody--> logits [N, C, H, W]
+
+The bodies are the "sub-encoder"/"sub-decoder" that L-MVAE-Dyn shares between experts (paper 000,
+Sec. VI); the heads are the expert-specific parts.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def feature_grid(size: int) -> int:
+    """Spatial side of the feature map after two stride-2 convolutions (28 -> 7, 32 -> 8)."""
+    return (size + 3) // 4
+
+
+class ConvBody(nn.Module):
+    """x [N, C, H, W] in [0, 1] -> features [N, channels * g * g] with g = feature_grid(H)."""
+
+    def __init__(self, in_channels: int, size: int, channels: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 4, 2, 1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        self.out_features = channels * feature_grid(size) ** 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class GaussianHead(nn.Module):
+    """features [N, F] -> (mu [N, d], logvar [N, d]) of a diagonal Gaussian posterior."""
+
+    def __init__(self, in_features: int, latent_dim: int, hidden: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent_dim)
+        )
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.net(h).chunk(2, dim=-1)
+        # A bounded log-variance keeps exp() finite on odd inputs (uploaded images, NaN guards).
+        return mu, logvar.clamp(-12.0, 8.0)
+
+
+class DecoderHead(nn.Module):
+    """z [N, d] -> features [N, F] for the deconvolution body."""
+
+    def __init__(self, latent_dim: int, out_features: int, hidden: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_features), nn.ReLU()
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class DeconvBody(nn.Module):
+    """features [N, channels * g * g] -> Bernoulli logits [N, C, H, W]."""
+
+    def __init__(self, out_channels: int, size: int, channels: int = 32):
+        super().__init__()
+        self.channels, self.grid, self.size = channels, feature_grid(size), size
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(channels, channels, 4, 2, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(channels, out_channels, 4, 2, 1),
+        )
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        out = self.net(h.view(-1, self.channels, self.grid, self.grid))
+        # 4 * grid can exceed the image side (e.g. 30 -> 32): crop the centre back to size.
+        extra = out.shape[-1] - self.size
+        if extra:
+            lo = extra // 2
+            out = out[..., lo : lo + self.size, lo : lo + self.size]
+        return out
+
+
+class VAEExpert(nn.Module):
+    """One conv VAE. In L-MVAE-Dyn the bodies live on the mixture and are passed in at call time,
+    so this module then holds only the expert-specific heads (paper 000, Sec. VI)."""
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        latent_dim: int,
+        channels: int = 32,
+        hidden: int = 128,
+        own_bodies: bool = True,
+    ):
+        super().__init__()
+        c, size, _ = image_shape
+        features = channels * feature_grid(size) ** 2
+        self.enc_body = ConvBody(c, size, channels) if own_bodies else None
+        self.enc_head = GaussianHead(features, latent_dim, hidden)
+        self.dec_head = DecoderHead(latent_dim, features, hidden)
+        self.dec_body = DeconvBody(c, size, channels) if own_bodies else None
+
+    def encode(self, x: torch.Tensor, body: nn.Module | None = None):
+        return self.enc_head((body or self.enc_body)(x))
+
+    def decode_logits(self, z: torch.Tensor, body: nn.Module | None = None) -> torch.Tensor:
+        return (body or self.dec_body)(self.dec_head(z))

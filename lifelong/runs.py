@@ -1,0 +1,255 @@
+"""The run format (DESIGN.md, "Run format"): a folder with manifest.json, one safetensors
+snapshot per finished task and log.jsonl. Safetensors only: nothing here unpickles anything.
+
+Snapshots store only the tensors that changed since the previous snapshot (frozen experts are
+written once), so snapshot k is rebuilt by reading task-00 .. task-k in order. Every file is
+written to a temporary name and renamed, so a crash never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from lifelong import models
+
+FORMAT = "lifelong-run/1"
+
+
+class RunError(ValueError):
+    """A run folder that cannot be opened; the message names the run and what is wrong."""
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_manifest(run_dir: Path, manifest: dict) -> None:
+    atomic_write(Path(run_dir) / "manifest.json", json.dumps(manifest, indent=1).encode())
+
+
+def new_manifest(
+    family: str, config: dict, tasks: list[str], seed: int, device: str, train_args: dict
+) -> dict:
+    return {
+        "format": FORMAT,
+        "family": family,
+        "config": config,
+        "tasks": tasks,
+        "snapshots": [],
+        "metrics": {},
+        "events": [],
+        "seed": seed,
+        "device": device,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "lifelong": __import__("lifelong").__version__,
+        },
+        "train": train_args,
+        "status": "running",
+    }
+
+
+def tensor_digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def save_snapshot(
+    run_dir: Path,
+    manifest: dict,
+    model: models.GenerativeModel,
+    task: int,
+    stored: dict[str, str],
+    dtype: str = "float32",
+) -> dict:
+    """Write task-{task:02d}.safetensors with the tensors whose bytes changed since the last
+    snapshot (`stored`: name -> digest of the saved value, updated in place) and append its
+    entry to the manifest (not yet written). dtype="float16" halves float tensors on disk."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    changed = {}
+    for name, value in state.items():
+        digest = tensor_digest(value)
+        if stored.get(name) != digest:
+            if dtype == "float16" and value.is_floating_point():
+                value = value.half()
+            changed[name] = value
+            stored[name] = digest
+    meta = {
+        "format": FORMAT,
+        "family": model.family,
+        "after_task": str(task),
+        "config": json.dumps(model.config_dict()),
+        "arch": json.dumps(model.arch()),
+    }
+    data = st_save(changed, metadata=meta)
+    fname = f"task-{task:02d}.safetensors"
+    atomic_write(Path(run_dir) / fname, data)
+    entry = {
+        "after_task": task,
+        "file": fname,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "arch": model.arch(),
+        "tensors": len(changed),
+        "bytes": len(data),
+    }
+    manifest["snapshots"] = [s for s in manifest["snapshots"] if s["after_task"] != task]
+    manifest["snapshots"].append(entry)
+    return entry
+
+
+@dataclass
+class Run:
+    """An opened, validated run folder. Models are built on demand by `load_model`."""
+
+    path: Path
+    manifest: dict
+    _states: dict[int, dict] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def family(self) -> str:
+        return self.manifest["family"]
+
+    @property
+    def tasks(self) -> list[str]:
+        return self.manifest["tasks"]
+
+    @property
+    def snapshots(self) -> list[int]:
+        return [s["after_task"] for s in self.manifest["snapshots"]]
+
+    @property
+    def events(self) -> list[dict]:
+        return self.manifest.get("events", [])
+
+    def metric(self, name: str) -> list[list[float | None]]:
+        return self.manifest.get("metrics", {}).get(name, [])
+
+    def config(self):
+        _, cfg_cls = models.family(self.family)
+        try:
+            return models.config_from_dict(cfg_cls, self.manifest["config"])
+        except (TypeError, ValueError) as exc:
+            raise RunError(f"{self.name}: config does not fit {self.family}: {exc}") from None
+
+    def _read(self, entry: dict) -> dict[str, torch.Tensor]:
+        path = self.path / entry["file"]
+        try:
+            data = path.read_bytes()
+        except OSError:
+            raise RunError(f"{self.name}: snapshot file {entry['file']} is missing") from None
+        if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+            raise RunError(
+                f"{self.name}: {entry['file']} is corrupt (checksum mismatch, {len(data)} bytes)"
+            )
+        try:
+            return st_load(data)
+        except (SafetensorError, ValueError, RuntimeError) as exc:
+            raise RunError(
+                f"{self.name}: {entry['file']} is not a valid safetensors file ({exc})"
+            ) from None
+
+    def state(self, after_task: int) -> dict[str, torch.Tensor]:
+        """Merged state dict at snapshot `after_task` (files 0..k, later ones override)."""
+        if after_task not in self._states:
+            entries = [s for s in self.manifest["snapshots"] if s["after_task"] <= after_task]
+            if not entries or entries[-1]["after_task"] != after_task:
+                raise RunError(f"{self.name}: no snapshot after task {after_task}")
+            state: dict[str, torch.Tensor] = {}
+            for entry in sorted(entries, key=lambda s: s["after_task"]):
+                state.update(self._read(entry))
+            self._states[after_task] = state
+        return self._states[after_task]
+
+    def load_model(self, after_task: int | None = None, device: str = "cpu"):
+        """The model after task k (default: the last snapshot), in eval mode, validated: every
+        tensor the config and arch imply must be present with the right shape."""
+        if after_task is None:
+            if not self.snapshots:
+                raise RunError(f"{self.name}: has no finished snapshot yet")
+            after_task = self.snapshots[-1]
+        entry = next(s for s in self.manifest["snapshots"] if s["after_task"] == after_task)
+        state = self.state(after_task)
+        try:
+            model = models.build(self.family, self.config(), entry.get("arch"))
+        except ValueError as exc:
+            raise RunError(f"{self.name}: cannot build {self.family}: {exc}") from None
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(state))
+        extra = sorted(set(state) - set(expected))
+        if missing or extra:
+            what = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+            raise RunError(
+                f"{self.name}: snapshot after task {after_task} does not match its config: {what}"
+            )
+        for name, value in expected.items():
+            if tuple(state[name].shape) != tuple(value.shape):
+                raise RunError(
+                    f"{self.name}: tensor {name} has shape {tuple(state[name].shape)},"
+                    f" config implies {tuple(value.shape)}"
+                )
+        model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+        model._sync_requires_grad() if hasattr(model, "_sync_requires_grad") else None
+        return model.to(device).eval()
+
+
+def open_run(path: str | Path) -> Run:
+    """Open a run folder and check its manifest and files; RunError names what is wrong."""
+    path = Path(path)
+    name = path.name
+    if not path.is_dir():
+        raise RunError(f"{name}: not a run folder ({path} does not exist)")
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise RunError(f"{name}: no manifest.json (not a run folder)") from None
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{name}: manifest.json is unreadable ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise RunError(f"{name}: unsupported format {found!r} (expected {FORMAT})")
+    for key in ("family", "config", "tasks", "snapshots"):
+        if key not in manifest:
+            raise RunError(f"{name}: manifest.json lacks {key!r}")
+    if manifest["family"] not in models.REGISTRY:
+        raise RunError(f"{name}: unknown model family {manifest['family']!r}")
+    for entry in manifest["snapshots"]:
+        f = path / str(entry.get("file", ""))
+        if not f.is_file():
+            raise RunError(f"{name}: snapshot file {entry.get('file')} is missing")
+        if f.stat().st_size != entry.get("bytes", f.stat().st_size):
+            raise RunError(
+                f"{name}: {entry['file']} is truncated or altered"
+                f" ({f.stat().st_size} of {entry['bytes']} bytes)"
+            )
+    return Run(path, manifest)
+
+
+def find_runs(*roots: str | Path) -> list[Path]:
+    """Run folders (those with a manifest.json) directly under each root, sorted by name."""
+    found = []
+    for root in roots:
+        root = Path(root)
+        if root.is_dir():
+            found += sorted(p for p in root.iterdir() if (p / "manifest.json").is_file())
+    return found

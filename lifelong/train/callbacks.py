@@ -1,0 +1,81 @@
+"""Training callbacks: how training reports progress (tqdm on stderr, JSONL log, the app)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+class Callback:
+    """Hooks the trainer calls; every `info` is a plain JSON-able dict."""
+
+    def on_start(self, info: dict) -> None: ...
+    def on_step(self, info: dict) -> None: ...
+    def on_epoch(self, info: dict) -> None: ...
+    def on_task_end(self, info: dict) -> None: ...
+    def on_end(self, info: dict) -> None: ...
+
+
+class JSONLLog(Callback):
+    """Appends one JSON object per logged step and per epoch to RUN/log.jsonl; the app's Train
+    page polls this file for live loss curves."""
+
+    def __init__(self, path: Path, every: int = 10):
+        self.path, self.every = Path(path), every
+
+    def _write(self, record: dict) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def on_step(self, info: dict) -> None:
+        if info["step"] % self.every == 0:
+            self._write({"kind": "step", "time": time.time(), **info})
+
+    def on_epoch(self, info: dict) -> None:
+        self._write({"kind": "epoch", "time": time.time(), **info})
+
+    def on_task_end(self, info: dict) -> None:
+        self._write({"kind": "task", "time": time.time(), **info})
+
+
+class Progress(Callback):
+    """A tqdm bar per task on stderr, with the running loss."""
+
+    def __init__(self):
+        self.bar = None
+
+    def on_step(self, info: dict) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None or info.get("_new_task"):
+            if self.bar is not None:
+                self.bar.close()
+            desc = f"task {info['task'] + 1}/{info['n_tasks']}"
+            self.bar = tqdm(total=info["total_steps"], desc=desc, file=sys.stderr, leave=False)
+        self.bar.update(1)
+        if info["step"] % 10 == 0:
+            self.bar.set_postfix(loss=f"{info['total']:.2f}")
+
+    def on_task_end(self, info: dict) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    on_end = on_task_end
+
+
+def prune_log(path: Path, from_task: int) -> None:
+    """Drop records of tasks >= from_task (an interrupted task being redone on --resume)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("task", 0) < from_task:
+                keep.append(line)
+        except ValueError:
+            continue  # a line cut by the interruption
+    path.write_text("".join(line + "\n" for line in keep))

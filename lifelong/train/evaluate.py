@@ -1,0 +1,46 @@
+"""Evaluation of a model on every task of its sequence: one row of the forgetting matrix."""
+
+from __future__ import annotations
+
+import torch
+
+from lifelong import metrics
+
+
+@torch.no_grad()
+def evaluate(model, tests: list, max_samples: int = 512, batch_size: int = 256) -> dict:
+    """Evaluate `model` (eval mode) on each task's test set (first `max_samples` images).
+
+    Returns {"mse": [T], "elbo": [T], "psnr": [T]} and, for mixtures, "routing": [T][K] the
+    fraction of each task's test images selected to each expert, and "routing_accuracy": [T]
+    the fraction sent to the expert holding that task (None where no expert holds it yet).
+    """
+    out: dict[str, list] = {"mse": [], "elbo": [], "psnr": []}
+    experts = model.experts()
+    holders = model.task_experts()
+    if experts:
+        out["routing"], out["routing_accuracy"] = [], []
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(1234)  # the ELBO is a one-sample estimate: same noise for every snapshot
+    for j, data in enumerate(tests):
+        x_all = data.x[:max_samples]
+        mse, elbo, psnr, chosen = [], [], [], []
+        for i in range(0, len(x_all), batch_size):
+            x = x_all[i : i + batch_size].to(model.device)
+            recon = model.reconstruct(x)
+            mse.append(metrics.mse(x, recon))
+            psnr.append(metrics.psnr(x, recon))
+            elbo.append(model.score(x))
+            if experts:
+                chosen.append(model.select(x))
+        out["mse"].append(metrics.finite(torch.cat(mse).mean().item()))
+        out["psnr"].append(metrics.finite(torch.cat(psnr).mean().item()))
+        out["elbo"].append(metrics.finite(torch.cat(elbo).mean().item()))
+        if experts:
+            sel = torch.cat(chosen).cpu()
+            frac = torch.bincount(sel, minlength=len(experts)).float() / len(sel)
+            out["routing"].append([round(v, 4) for v in frac.tolist()])
+            holder = holders[j] if j < len(holders) else -1
+            out["routing_accuracy"].append(float(frac[holder]) if holder >= 0 else None)
+    torch.random.set_rng_state(gen_state)
+    return out

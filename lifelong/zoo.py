@@ -1,0 +1,62 @@
+"""The pretrained zoo: what `python -m lifelong pretrain` builds into pretrained/.
+
+Each entry is a run chosen to show its paper's point. Runs are stored as float16 and frozen
+experts are written once, to keep the whole folder within its 40 MB budget.
+"""
+
+from __future__ import annotations
+
+ZOO = [
+    {
+        "name": "lmvae-digits-glyphs-shapes",
+        "family": "lmvae",
+        "tasks": ["digits", "glyphs", "shapes"],
+        "epochs": 12,
+        "batch_size": 64,
+        "seed": 0,
+        "set": {"latent_dim": 10},
+        "about": "L-MVAE (paper 000) over three embedded domains, one expert per task: each "
+        "finished task is frozen into its depository expert, test images are routed by eq. 7.",
+    },
+]
+
+
+def write_index(root) -> None:
+    """pretrained/README.md: what each shipped run is and how it was made."""
+    from pathlib import Path
+
+    from lifelong.explore.summary import run_report
+    from lifelong.runs import RunError, open_run
+
+    root = Path(root)
+    lines = [
+        "# Pretrained runs",
+        "",
+        "Built by `python -m lifelong pretrain` (CPU or GPU; `--only NAME` rebuilds one run)."
+        " Snapshots are float16 safetensors; frozen experts are stored once.",
+        "",
+        "| run | family | tasks | how it was made | what it shows | headline |",
+        "|---|---|---|---|---|---|",
+    ]
+    for entry in ZOO:
+        try:
+            run = open_run(root / entry["name"])
+        except RunError:
+            continue
+        s = run_report(run)["summary"]
+        acc = s.get("routing_accuracy_final")
+        mse = run.metric("mse")
+        head = []
+        if acc:
+            head.append("routing " + "/".join(f"{100 * a:.1f}%" for a in acc if a is not None))
+        if mse:
+            head.append("final MSE " + "/".join(f"{v:.4f}" for v in mse[-1]))
+        how = (
+            f"`--epochs {entry['epochs']} --batch-size {entry['batch_size']} --seed "
+            f"{entry['seed']}" + "".join(f" --set {k}={v}" for k, v in entry["set"].items()) + "`"
+        )
+        lines.append(
+            f"| `{entry['name']}` | {entry['family']} | {','.join(entry['tasks'])} | "
+            f"{how} | {entry['about']} | {'; '.join(head)} |"
+        )
+    (root / "README.md").write_text("\n".join(lines) + "\n")

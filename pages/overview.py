@@ -1,0 +1,65 @@
+"""Overview: the run card, the forgetting matrix and every task's reconstructions."""
+
+import plotly.graph_objects as go
+import streamlit as st
+
+import ui
+from lifelong.explore import overview, summary
+
+run, snap = st.session_state.get("selection") or ui.sidebar()
+model = ui.model_or_stop(run, snap)
+st.title(f"{run.name}")
+
+card = summary.run_card(run)
+cols = st.columns(5)
+cols[0].metric("Family", card["family"])
+cols[1].metric("Tasks", len(card["tasks"]))
+cols[2].metric("Experts", card["experts"] if card["experts"] is not None else "—")
+cols[3].metric("Latent dim", card["latent_dim"])
+cols[4].metric("Snapshots", f"{card['snapshots']} · {card['size_mb']} MB")
+st.caption(" → ".join(f"**{j}** `{t}`" for j, t in enumerate(run.tasks)))
+
+metric = st.radio(
+    "Forgetting matrix",
+    ["mse", "elbo", "routing_accuracy"],
+    horizontal=True,
+    format_func={
+        "mse": "reconstruction MSE",
+        "elbo": "ELBO (nats)",
+        "routing_accuracy": "routing accuracy",
+    }.get,
+)
+z, xs, ys = overview.matrix_labels(run, metric)
+if z:
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=xs,
+            y=ys,
+            colorscale="Viridis",
+            reversescale=metric == "mse",
+            text=[[("" if v is None else f"{v:.3g}") for v in row] for row in z],
+            texttemplate="%{text}",
+            hovertemplate="%{y}, %{x}: %{z}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=90 + 60 * len(z), margin=dict(l=10, r=10, t=10, b=10), yaxis_autorange="reversed"
+    )
+    st.plotly_chart(fig, width="stretch")
+    st.caption(
+        "Row k: the model after task k; column j: evaluated on task j's test set "
+        "(unseen tasks included, for forward transfer)."
+    )
+else:
+    st.info(f"This run has no {metric} values.")
+
+st.subheader(f"Reconstructions after task {snap}")
+rows = overview.task_reconstructions(model, ui.test_sets(run))
+for r in rows:
+    st.image(overview.pair_grid(r["x"], r["recon"]), caption=None)
+    where = ""
+    if r["experts"] is not None:
+        routed = ", ".join(str(e) for e in r["experts"])
+        where = f" · routed to experts [{routed}] · task held by expert {r['holder']}"
+    st.caption(f"task {r['task']} `{r['name']}`: originals above, reconstructions below{where}")

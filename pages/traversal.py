@@ -1,0 +1,90 @@
+"""Latent traversal: one slider per latent variable decoding live, and the -3..3 sweep grid."""
+
+import numpy as np
+import streamlit as st
+
+import ui
+from lifelong.explore import images, traversal
+
+run, snap = st.session_state.get("selection") or ui.sidebar()
+model = ui.model_or_stop(run, snap)
+st.title("Latent traversal")
+st.caption(
+    "Slide one latent variable at a time and watch which factor it controls (paper 000, Figs. 7-8)."
+)
+
+tests = ui.test_sets(run)
+c1, c2, c3 = st.columns([2, 1, 2])
+source = c1.selectbox("Input", ["test image", "prior sample"], key="tv_source")
+task = c1.selectbox(
+    "Task", range(len(run.tasks)), key="tv_task", format_func=lambda j: f"{j}: {run.tasks[j]}"
+)
+index = c2.number_input("Image / seed", 0, len(tests[task]) - 1, 0, key="tv_index")
+experts = model.experts()
+expert_opts = (["routed"] if experts else []) + experts
+choice = c3.selectbox(
+    "Expert",
+    expert_opts or ["—"],
+    key="tv_expert",
+    format_func=lambda e: "routed (eq. 7)" if e == "routed" else f"expert {e}",
+)
+expert = None if choice in ("routed", "—") else int(choice)
+
+if source == "test image":
+    x = tests[task].x[index : index + 1]
+    start = traversal.start_from_image(model, x.to(model.device), expert)
+else:
+    if expert is None and experts:
+        expert = model.task_experts()[task]
+        expert = expert if expert >= 0 else experts[0]
+    start = traversal.start_from_prior(model, expert, seed=int(index))
+    x = None
+if start.expert is not None:
+    how = "selected by eq. 7" if start.routed else "chosen by hand"
+    st.caption(f"Decoding through expert {start.expert} ({how}).")
+state_key = f"{run.name}-{snap}-{source}-{task}-{index}-{start.expert}"
+
+
+@st.fragment
+def live(start, state_key):
+    """Sliders and the decoded image: only this fragment reruns when a slider moves."""
+    left, right = st.columns([3, 1])
+    codes = {}
+    with left:
+        for name, base in start.codes.items():
+            cols = st.columns(min(len(base), 5))
+            codes[name] = [
+                cols[i % len(cols)].slider(
+                    f"{name}[{i}]",
+                    -3.0,
+                    3.0,
+                    float(np.clip(v, -3, 3)),
+                    0.05,
+                    key=f"{state_key}-{name}-{i}",
+                )
+                for i, v in enumerate(base)
+            ]
+    img = traversal.decode(model, codes, start.expert)
+    right.image(images.grid(img, 1, scale=6), caption="decoded", width="stretch")
+
+
+live(start, state_key)
+
+st.subheader("Every variable swept")
+n_values = st.slider("Values from -3 to 3", 5, 15, 9, 2, key="tv_nvalues")
+values = np.linspace(-3, 3, n_values)
+imgs, labels = traversal.sweep(model, start, values)
+grid_col, in_col = st.columns([5, 1])
+grid_col.image(
+    images.grid(imgs, n_values, scale=2),
+    caption=f"rows: {labels[0]} … {labels[-1]}; columns: " + " ".join(f"{v:+.1f}" for v in values),
+)
+if x is not None:
+    in_col.image(images.grid(x, 1, scale=3), caption="input")
+d1, d2 = st.columns(2)
+d1.download_button(
+    "Download PNG", traversal.sweep_png(imgs, n_values), f"traversal-{state_key}.png", "image/png"
+)
+d2.download_button(
+    "Download GIF", traversal.sweep_gif(imgs, n_values), f"traversal-{state_key}.gif", "image/gif"
+)

@@ -1,0 +1,116 @@
+"""Streamlit glue shared by app.py and the pages: the run picker and cached loaders.
+
+Models load once per process (st.cache_resource, eval mode, 1 torch thread for the interactive
+path); test data is cached too. Everything computed lives in lifelong.explore.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+from lifelong import data as ldata
+from lifelong import runs
+
+ROOT = Path(__file__).resolve().parent
+RUN_ROOTS = {"pretrained": ROOT / "pretrained", "runs": ROOT / "runs"}
+
+torch.set_num_threads(1)  # the interactive path stays on one core (DESIGN.md)
+torch.set_flush_denormal(True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return (path / "manifest.json").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _open(path: str, mtime: float) -> runs.Run:
+    return runs.open_run(path)
+
+
+def open_run(path: str | Path) -> runs.Run:
+    """The run at `path`, re-read when its manifest changes (a run still training)."""
+    return _open(str(path), _mtime(Path(path)))
+
+
+@st.cache_resource(show_spinner="Loading model ...", max_entries=8)
+def _model(path: str, mtime: float, after_task: int):
+    return open_run(path).load_model(after_task)
+
+
+def load_model(run: runs.Run, after_task: int):
+    return _model(str(run.path), _mtime(run.path), after_task)
+
+
+@st.cache_resource(show_spinner="Preparing test data ...", max_entries=32)
+def test_data(spec: str, seed: int) -> ldata.TaskData:
+    return ldata.load_task(spec, "test", seed)
+
+
+def test_sets(run: runs.Run) -> list[ldata.TaskData]:
+    return [test_data(t, run.manifest.get("seed", 0)) for t in run.tasks]
+
+
+def available_runs() -> dict[str, Path]:
+    """Label -> folder for every run under pretrained/ and runs/, plus ones the user added."""
+    found = {}
+    for label, root in RUN_ROOTS.items():
+        for p in runs.find_runs(root):
+            found[f"{label}/{p.name}"] = p
+    for p in st.session_state.get("extra_runs", []):
+        found[str(p)] = Path(p)
+    return found
+
+
+def sidebar() -> tuple[runs.Run | None, int | None]:
+    """Run and snapshot pickers; stores the choice in session_state for every page."""
+    options = available_runs()
+    with st.sidebar:
+        st.subheader("Run")
+        if not options:
+            st.info("No runs yet: train one with `python -m lifelong train ...`.")
+            return None, None
+        labels = list(options)
+        label = st.selectbox("Run", labels, key="run_label", label_visibility="collapsed")
+        other = st.text_input("Open another run folder", key="other_run", placeholder="path/to/run")
+        if other and st.session_state.get("_added") != other:
+            st.session_state["_added"] = other
+            if Path(other).is_dir():
+                st.session_state.setdefault("extra_runs", []).append(str(Path(other)))
+                st.rerun()
+            else:
+                st.error(f"{other}: no such folder")
+        try:
+            run = open_run(options[label])
+        except runs.RunError as exc:
+            st.error(str(exc))
+            return None, None
+        if not run.snapshots:
+            st.warning(f"{run.name} has no finished task yet.")
+            return run, None
+        snap = st.select_slider(
+            "Snapshot",
+            options=run.snapshots,
+            value=run.snapshots[-1],
+            key=f"snap-{label}",
+            format_func=lambda k: f"after task {k}: {run.tasks[k]}",
+        )
+        st.caption(f"{run.family} · {len(run.tasks)} tasks · {run.manifest.get('status', '')}")
+    return run, snap
+
+
+def model_or_stop(run: runs.Run | None, snap: int | None):
+    """The chosen snapshot's model, or a clear message and st.stop()."""
+    if run is None or snap is None:
+        st.info("Pick a run with a finished snapshot in the sidebar.")
+        st.stop()
+    try:
+        return load_model(run, snap)
+    except runs.RunError as exc:
+        st.error(str(exc))
+        st.stop()
