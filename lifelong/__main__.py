@@ -148,11 +148,13 @@ def _pretrain(args) -> int:
 def _datasets(args) -> int:
     from lifelong.data import datasets
 
+    print(f"{'name':<9} {'shape':<8} {'train':>10} {'test':>10} {'classes':>7}  what it is for")
     for d in datasets():
-        print(f"{d['name']:<10} {d.get('shape', ''):<9} {d.get('sizes', ''):<22} {d['about']}")
-        if d.get("options"):
-            print(f"{'':<10} options: {d['options']}")
-    print("\ntransforms (any dataset): invert, rotate=DEG, permute=SEED, classes=A-B, size=N, rgb")
+        print(f"{d['name']:<9} {d['shape']:<8} {d['train']:>10} {d['test']:>10} "
+              f"{d['classes']:>7}  {d['purpose']}")
+        extra = f"; factors: {', '.join(d['factors'])}" if d.get("factors") else ""
+        print(f"{'':<9} options: {', '.join(d['options'])}{extra}")
+    print("\nA task sequence is a comma-separated list, e.g. digits:classes=0-4,digits:classes=5-9")
     return 0
 
 

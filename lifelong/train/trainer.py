@@ -117,6 +117,7 @@ def train(args: TrainArgs, callbacks: list[Callback] | None = None) -> Path:
         if (out / "manifest.json").exists():
             raise TrainingError(f"{out} already holds a run; use --resume or another --out")
         config = build_config(args.model, tasks, args.overrides)
+        torch.manual_seed(args.seed)  # the initial weights are part of the run's seed
         model = models.build(args.model, config).to(device)
         train_args = {
             "epochs": args.epochs,
@@ -132,7 +133,7 @@ def train(args: TrainArgs, callbacks: list[Callback] | None = None) -> Path:
         runs.write_manifest(out, manifest)
         stored, start = {}, 0
 
-    cbs = [JSONLLog(out / "log.jsonl", args.log_every), *(callbacks or [Progress()])]
+    cbs = [JSONLLog(out / "log.jsonl", args.log_every), *([Progress()] if callbacks is None else callbacks)]
     for cb in cbs:
         cb.on_start({"run": str(out), "tasks": tasks, "start_task": start})
     for t in range(start, len(tasks)):
@@ -187,16 +188,16 @@ def _train_task(args, model, manifest, t, tasks, data, device, cbs) -> None:
             if not torch.isfinite(loss):
                 manifest["status"] = f"failed: non-finite loss at task {t} epoch {epoch} step {i}"
                 runs.write_manifest(args.out, manifest)
-                named = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+                named = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
                 raise TrainingError(
-                    f"loss became {float(loss)} at task {t}, epoch {epoch}, step {i} ({named});"
+                    f"loss became {float(loss.detach())} at task {t}, epoch {epoch}, step {i} ({named});"
                     f" snapshots up to task {t - 1} are kept; lower the learning rate"
                     " (--set lr=...) and --resume"
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            values = {k: float(v) for k, v in terms.items()}
+            values = {k: float(v.detach()) for k, v in terms.items()}
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
             step += 1

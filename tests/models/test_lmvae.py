@@ -150,7 +150,7 @@ def test_dynamic_adds_an_expert_for_a_novel_task_and_reuses_for_a_repeat():
     assert added["type"] == "expert_added" and len(model.experts()) == 2
     assert model.trainable.tolist() == [False, True]
     _train(model, 1, seq[1], steps=150)
-    assert all(torch.equal(a, b) for a, b in zip(body, model.enc_body.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(body, model.enc_body.parameters(), strict=True))
     reused = model.before_task(2, seq[2])[0]
     assert reused["type"] == "expert_reused" and reused["expert"] == 0
     assert len(model.experts()) == 2 and model.trainable.tolist() == [True, False]

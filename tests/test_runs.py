@@ -1,0 +1,97 @@
+"""The run format: round trip, validation and clear errors for damaged or foreign folders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from lifelong import runs
+from lifelong.train import TrainArgs, train
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("r") / "run"
+    train(TrainArgs(model="lmvae", tasks=["digits:classes=0-1", "digits:classes=2-3"], out=out,
+                    epochs=1, device="cpu", eval_samples=32,
+                    overrides={"latent_dim": 3, "hidden": 16, "channels": 4}), callbacks=[])
+    return out
+
+
+@pytest.fixture
+def copy(run_dir, tmp_path):
+    dst = tmp_path / "copy"
+    shutil.copytree(run_dir, dst)
+    return dst
+
+
+def test_round_trip_restores_the_model(run_dir):
+    run = runs.open_run(run_dir)
+    model = run.load_model()
+    assert not model.training
+    again = runs.open_run(run_dir).load_model(1)
+    for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    assert run.load_model(0).task_experts()[0] in model.experts()
+
+
+def test_truncated_snapshot_is_named(copy):
+    f = copy / "task-01.safetensors"
+    f.write_bytes(f.read_bytes()[:100])
+    with pytest.raises(runs.RunError, match="task-01.safetensors is truncated"):
+        runs.open_run(copy)
+
+
+def test_altered_bytes_fail_the_checksum(copy):
+    f = copy / "task-00.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 0xFF
+    f.write_bytes(bytes(data))
+    with pytest.raises(runs.RunError, match="task-00.safetensors is corrupt"):
+        runs.open_run(copy).load_model(0)
+
+
+def test_foreign_file_is_never_unpickled(copy):
+    import pickle
+
+    f = copy / "task-00.safetensors"
+    payload = pickle.dumps({"not": "weights"})
+    f.write_bytes(payload)
+    m = json.loads((copy / "manifest.json").read_text())
+    import hashlib
+
+    m["snapshots"][0].update(sha256=hashlib.sha256(payload).hexdigest(), bytes=len(payload))
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(runs.RunError, match="not a valid safetensors file"):
+        runs.open_run(copy).load_model(0)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.update(format="other/9"), "unsupported format 'other/9'"),
+        (lambda m: m.update(family="nosuch"), "unknown model family 'nosuch'"),
+        (lambda m: m["config"].update(latent_dim=7), "has shape"),
+        (lambda m: m["config"].update(bogus=1), "config does not fit lmvae"),
+        (lambda m: m.pop("tasks"), "lacks 'tasks'"),
+    ],
+)
+def test_manifest_problems_are_named(copy, edit, message):
+    m = json.loads((copy / "manifest.json").read_text())
+    edit(m)
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(runs.RunError, match=message):
+        runs.open_run(copy).load_model()
+
+
+def test_missing_or_unreadable_manifest(tmp_path, copy):
+    with pytest.raises(runs.RunError, match="no manifest.json"):
+        runs.open_run(tmp_path)
+    (copy / "manifest.json").write_text("{not json")
+    with pytest.raises(runs.RunError, match="unreadable"):
+        runs.open_run(copy)
+    (copy / "task-01.safetensors").unlink()
+    assert runs.find_runs(copy.parent) == [copy]
