@@ -150,8 +150,10 @@ def _datasets(args) -> int:
 
     print(f"{'name':<9} {'shape':<8} {'train':>10} {'test':>10} {'classes':>7}  what it is for")
     for d in datasets():
-        print(f"{d['name']:<9} {d['shape']:<8} {d['train']:>10} {d['test']:>10} "
-              f"{d['classes']:>7}  {d['purpose']}")
+        print(
+            f"{d['name']:<9} {d['shape']:<8} {d['train']:>10} {d['test']:>10} "
+            f"{d['classes']:>7}  {d['purpose']}"
+        )
         extra = f"; factors: {', '.join(d['factors'])}" if d.get("factors") else ""
         print(f"{'':<9} options: {', '.join(d['options'])}{extra}")
     print("\nA task sequence is a comma-separated list, e.g. digits:classes=0-4,digits:classes=5-9")

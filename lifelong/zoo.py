@@ -11,7 +11,7 @@ ZOO = [
         "name": "lmvae-digits-glyphs-shapes",
         "family": "lmvae",
         "tasks": ["digits", "glyphs", "shapes"],
-        "epochs": 12,
+        "epochs": 30,
         "batch_size": 64,
         "seed": 0,
         "set": {"latent_dim": 10},

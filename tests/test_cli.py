@@ -13,11 +13,29 @@ TINY = ["--set", "latent_dim=4", "--set", "hidden=32", "--set", "channels=8"]
 
 def test_train_eval_end_to_end(tmp_path, capsys):
     out = tmp_path / "t"
-    rc = main(["train", "--model", "lmvae", "--tasks", "digits:classes=0-4,digits:classes=5-9",
-               "--epochs", "1", "--out", str(out), "--device", "cpu", *TINY])
+    rc = main(
+        [
+            "train",
+            "--model",
+            "lmvae",
+            "--tasks",
+            "digits:classes=0-4,digits:classes=5-9",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            *TINY,
+        ]
+    )
     assert rc == 0
-    assert {p.name for p in out.iterdir()} >= {"manifest.json", "task-00.safetensors",
-                                               "task-01.safetensors", "log.jsonl"}
+    assert {p.name for p in out.iterdir()} >= {
+        "manifest.json",
+        "task-00.safetensors",
+        "task-01.safetensors",
+        "log.jsonl",
+    }
     capsys.readouterr()
     assert main(["eval", str(out)]) == 0
     text = capsys.readouterr().out
@@ -39,8 +57,12 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
         base = ["train", "--model", "lmvae", "--out", str(out), "--epochs", "1"]
         if "--model" in argv:
             base = ["train", "--out", str(out), "--epochs", "1"]
-        proc = subprocess.run([sys.executable, "-m", "lifelong", *base, *argv],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "lifelong", *base, *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode != 0
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0], proc.stderr
@@ -48,8 +70,12 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
 
 
 def test_eval_of_a_broken_folder_is_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "lifelong", "eval", str(tmp_path)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lifelong", "eval", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "no manifest.json" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 

@@ -15,9 +15,18 @@ from lifelong.train import TrainArgs, train
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("r") / "run"
-    train(TrainArgs(model="lmvae", tasks=["digits:classes=0-1", "digits:classes=2-3"], out=out,
-                    epochs=1, device="cpu", eval_samples=32,
-                    overrides={"latent_dim": 3, "hidden": 16, "channels": 4}), callbacks=[])
+    train(
+        TrainArgs(
+            model="lmvae",
+            tasks=["digits:classes=0-1", "digits:classes=2-3"],
+            out=out,
+            epochs=1,
+            device="cpu",
+            eval_samples=32,
+            overrides={"latent_dim": 3, "hidden": 16, "channels": 4},
+        ),
+        callbacks=[],
+    )
     return out
 
 

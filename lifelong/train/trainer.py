@@ -133,7 +133,10 @@ def train(args: TrainArgs, callbacks: list[Callback] | None = None) -> Path:
         runs.write_manifest(out, manifest)
         stored, start = {}, 0
 
-    cbs = [JSONLLog(out / "log.jsonl", args.log_every), *([Progress()] if callbacks is None else callbacks)]
+    cbs = [
+        JSONLLog(out / "log.jsonl", args.log_every),
+        *([Progress()] if callbacks is None else callbacks),
+    ]
     for cb in cbs:
         cb.on_start({"run": str(out), "tasks": tasks, "start_task": start})
     for t in range(start, len(tasks)):
@@ -190,7 +193,8 @@ def _train_task(args, model, manifest, t, tasks, data, device, cbs) -> None:
                 runs.write_manifest(args.out, manifest)
                 named = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
                 raise TrainingError(
-                    f"loss became {float(loss.detach())} at task {t}, epoch {epoch}, step {i} ({named});"
+                    f"loss became {float(loss.detach())} at task {t}, epoch {epoch}, step {i}"
+                    f" ({named});"
                     f" snapshots up to task {t - 1} are kept; lower the learning rate"
                     " (--set lr=...) and --resume"
                 )

@@ -15,8 +15,17 @@ SPLIT = ["digits:classes=0-4", "digits:classes=5-9"]
 
 
 def _args(out, tasks=SPLIT, **kw):
-    base = dict(model="lmvae", tasks=tasks, out=out, epochs=1, batch_size=64, device="cpu",
-                overrides=dict(TINY), eval_samples=64, threads=2)
+    base = dict(
+        model="lmvae",
+        tasks=tasks,
+        out=out,
+        epochs=1,
+        batch_size=64,
+        device="cpu",
+        overrides=dict(TINY),
+        eval_samples=64,
+        threads=2,
+    )
     base.update(kw)
     return TrainArgs(**base)
 
@@ -30,8 +39,13 @@ def three_task_run(tmp_path_factory):
 
 def test_run_folder_has_the_design_layout(three_task_run):
     names = sorted(p.name for p in three_task_run.iterdir())
-    assert names == ["log.jsonl", "manifest.json", "task-00.safetensors",
-                     "task-01.safetensors", "task-02.safetensors"]
+    assert names == [
+        "log.jsonl",
+        "manifest.json",
+        "task-00.safetensors",
+        "task-01.safetensors",
+        "task-02.safetensors",
+    ]
     m = json.loads((three_task_run / "manifest.json").read_text())
     assert m["format"] == "lifelong-run/1" and m["status"] == "complete"
     # square forgetting matrices: every snapshot on every task, unseen ones included
@@ -39,7 +53,9 @@ def test_run_folder_has_the_design_layout(three_task_run):
         assert len(m["metrics"][name]) == 3 and all(len(r) == 3 for r in m["metrics"][name])
         assert all(v is not None for r in m["metrics"][name] for v in r)
     log = read_log(three_task_run / "log.jsonl")
-    assert {r["task"] for r in log} == {0, 1, 2} and all("total" in r for r in log if r["kind"] != "task")
+    assert {r["task"] for r in log} == {0, 1, 2} and all(
+        "total" in r for r in log if r["kind"] != "task"
+    )
 
 
 def test_events_record_assignment_freezing_dirichlet_and_routing(three_task_run):
@@ -122,7 +138,6 @@ def test_routing_sends_each_task_to_its_expert(tmp_path):
     the expert holding that task."""
     out = tmp_path / "route"
     tasks = ["digits", "shapes"]
-    train(_args(out, tasks, epochs=2, eval_samples=256, overrides={"latent_dim": 8}),
-          callbacks=[])
+    train(_args(out, tasks, epochs=2, eval_samples=256, overrides={"latent_dim": 8}), callbacks=[])
     acc = runs.open_run(out).metric("routing_accuracy")[-1]
     assert all(a >= 0.95 for a in acc), acc
