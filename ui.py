@@ -6,6 +6,7 @@ path); test data is cached too. Everything computed lives in lifelong.explore.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -16,6 +17,21 @@ from lifelong import runs
 
 ROOT = Path(__file__).resolve().parent
 RUN_ROOTS = {"pretrained": ROOT / "pretrained", "runs": ROOT / "runs"}
+
+
+def run_roots() -> dict[str, Path]:
+    """Folders whose run sub-folders the picker lists, label -> folder.
+
+    The environment variable LIFELONG_RUN_ROOTS (folders separated by os.pathsep) replaces
+    RUN_ROOTS, each labelled by its folder name: tests, the browser test and bench/ use it to
+    point the app at throwaway runs instead of pretrained/ and runs/. Read on every call.
+    """
+    env = os.environ.get("LIFELONG_RUN_ROOTS")
+    if not env:
+        return RUN_ROOTS
+    roots = [Path(p).expanduser().resolve() for p in env.split(os.pathsep) if p]
+    return {p.name or str(p): p for p in roots}
+
 
 torch.set_num_threads(1)  # the interactive path stays on one core (DESIGN.md)
 torch.set_flush_denormal(True)
@@ -59,7 +75,7 @@ def test_sets(run: runs.Run) -> list[ldata.TaskData]:
 def available_runs() -> dict[str, Path]:
     """Label -> folder for every run under pretrained/ and runs/, plus ones the user added."""
     found = {}
-    for label, root in RUN_ROOTS.items():
+    for label, root in run_roots().items():
         for p in runs.find_runs(root):
             found[f"{label}/{p.name}"] = p
     for p in st.session_state.get("extra_runs", []):

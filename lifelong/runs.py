@@ -251,5 +251,9 @@ def find_runs(*roots: str | Path) -> list[Path]:
     for root in roots:
         root = Path(root)
         if root.is_dir():
-            found += sorted(p for p in root.iterdir() if (p / "manifest.json").is_file())
+            found += sorted(
+                p
+                for p in root.iterdir()
+                if not p.name.startswith(".") and (p / "manifest.json").is_file()
+            )  # dot-folders are runs being built by `pretrain`
     return found
