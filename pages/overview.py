@@ -54,6 +54,9 @@ if z:
 else:
     st.info(f"This run has no {metric} values.")
 
+with st.expander("Task-boundary events (assignment, freezing, Dirichlet parameters, routing)"):
+    st.dataframe(summary.event_rows(run, snap), hide_index=True, width="stretch")
+
 st.subheader(f"Reconstructions after task {snap}")
 rows = overview.task_reconstructions(model, ui.test_sets(run))
 for r in rows:
