@@ -33,8 +33,19 @@ def run_roots() -> dict[str, Path]:
     return {p.name or str(p): p for p in roots}
 
 
-torch.set_num_threads(1)  # the interactive path stays on one core (DESIGN.md)
-torch.set_flush_denormal(True)
+def torch_for_this_thread() -> None:
+    """One torch thread and flushed denormals for the calling thread (DESIGN.md).
+
+    Both settings are per thread (OpenMP's thread count, the CPU's denormal flag), and
+    Streamlit runs every rerun, fragment reruns included, in a new script thread: so this
+    is called on each run (model_or_stop) and at the top of each fragment that computes,
+    not only once at import. Costs well under a microsecond.
+    """
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+
+
+torch_for_this_thread()
 
 
 def _mtime(path: Path) -> float:
@@ -122,6 +133,7 @@ def sidebar() -> tuple[runs.Run | None, int | None]:
 
 def model_or_stop(run: runs.Run | None, snap: int | None):
     """The chosen snapshot's model, or a clear message and st.stop()."""
+    torch_for_this_thread()
     if run is None or snap is None:
         st.info("Pick a run with a finished snapshot in the sidebar.")
         st.stop()

@@ -48,6 +48,7 @@ state_key = f"{run.name}-{snap}-{source}-{task}-{index}-{start.expert}"
 @st.fragment
 def live(start, state_key):
     """Sliders and the decoded image: only this fragment reruns when a slider moves."""
+    ui.torch_for_this_thread()  # a fragment rerun runs in a new thread
     left, right = st.columns([3, 1])
     codes = {}
     with left:

@@ -1,8 +1,10 @@
-"""Shared fixtures: tiny seeded synthetic tasks so model tests need no dataset generation."""
+"""Shared fixtures: tiny seeded synthetic tasks so model tests need no dataset generation, and
+one tiny trained run (a real CLI run) that the app and browser tests share."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,3 +41,22 @@ def synthetic_task(kind: str, n: int = 256, seed: int = 0) -> Task:
 @pytest.fixture
 def tasks():
     return [synthetic_task(k, seed=i) for i, k in enumerate(["hbar", "vbar", "blob"])]
+
+
+TINY_ARGS = [
+    *("train", "--model", "lmvae", "--tasks", "digits:classes=0-4,digits:classes=5-9"),
+    *("--epochs", "1", "--device", "cpu"),
+    *("--set", "latent_dim=4", "--set", "hidden=32", "--set", "channels=8"),
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """<basetemp>/tiny-run/tiny: a 2-task L-MVAE on digits (latent_dim=4), trained once per
+    session through the CLI in-process (torch is already imported)."""
+    out = tmp_path_factory.getbasetemp() / "tiny-run" / "tiny"
+    if not (out / "manifest.json").is_file():
+        from lifelong.__main__ import main
+
+        assert main([*TINY_ARGS, "--out", str(out)]) == 0
+    return out

@@ -22,41 +22,17 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app.py"
-TINY_ARGS = [
-    "train",
-    "--model",
-    "lmvae",
-    "--tasks",
-    "digits:classes=0-4,digits:classes=5-9",
-    "--epochs",
-    "1",
-    "--device",
-    "cpu",
-    "--set",
-    "latent_dim=4",
-    "--set",
-    "hidden=32",
-    "--set",
-    "channels=8",
-]
 GOOD = "good/tiny"
 BROKEN = "bad/tiny-broken"
 CORRUPT = "bad/tiny-corrupt"
 
 
-def train_tiny(out: Path) -> Path:
-    """Train the tiny run into `out` (in-process: torch is already imported)."""
-    from lifelong.__main__ import main
-
-    assert main([*TINY_ARGS, "--out", str(out)]) == 0
-    return out
-
-
 @pytest.fixture(scope="session")
-def run_roots(tmp_path_factory):
+def run_roots(tmp_path_factory, tiny_run):
     """Paths of the good and broken runs; LIFELONG_RUN_ROOTS points the app at them."""
     base = tmp_path_factory.mktemp("lifelong-runs")
-    good = train_tiny(base / "good" / "tiny")
+    good = base / "good" / "tiny"
+    shutil.copytree(tiny_run, good)
     broken = base / "bad" / "tiny-broken"
     shutil.copytree(good, broken)
     snap = broken / "task-00.safetensors"
@@ -127,3 +103,15 @@ def app(run_roots, media, v2_navigation):
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The app runs torch on 1 thread (ui.py sets it once, at import); the rest of the suite
+    gets its own setting back after each app test."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -1,0 +1,144 @@
+"""The real app in headless Chromium: `streamlit run app.py` on a tiny run, driven by Playwright.
+
+Screenshots for the README: `LIFELONG_SCREENSHOTS=1 python -m pytest tests/e2e` writes
+docs/screenshots/overview.png and traversal.png (viewport 1400x1000). By default the server
+shows a tiny run trained by the fixture; LIFELONG_E2E_RUN_ROOTS=pretrained (folders separated
+by os.pathsep, as for LIFELONG_RUN_ROOTS) shows real runs instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 60_000  # a cold page imports torch and builds the test sets
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail(f"streamlit did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def server(tiny_run, tmp_path):
+    """(url, first run's name): `streamlit run app.py` on a free port; killed afterwards."""
+    pytest.importorskip("playwright.sync_api")
+    roots = os.environ.get("LIFELONG_E2E_RUN_ROOTS") or str(tiny_run.parent)
+    from lifelong import runs
+
+    found = [p for r in roots.split(os.pathsep) if r for p in runs.find_runs(ROOT / r)]
+    if not found:
+        pytest.skip(f"no run under {roots}")
+    port = free_port()
+    env = {**os.environ, "LIFELONG_RUN_ROOTS": roots}
+    log = tmp_path / "streamlit.log"
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    cmd += ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(proc, url, log)
+        yield url, found[0].name
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def screenshot(page, name: str) -> None:
+    if os.environ.get("LIFELONG_SCREENSHOTS") == "1":
+        out = ROOT / "docs" / "screenshots"
+        out.mkdir(parents=True, exist_ok=True)
+        page.wait_for_timeout(500)  # let images and the chart finish painting
+        page.screenshot(path=str(out / f"{name}.png"))
+
+
+def no_errors(page) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.locator("[data-testid=stException]")).to_have_count(0)
+    expect(page.locator("[data-testid=stAlertContentError]")).to_have_count(0)
+
+
+def test_overview_and_traversal_in_chromium(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, run_name = server
+    expect.set_options(timeout=TIMEOUT_MS)  # expect() has its own 5 s default
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+
+            # Overview: the run's title, its forgetting matrix and reconstructions
+            main = page.locator("[data-testid=stMain]")
+            expect(main.locator("h1")).to_have_text(run_name, timeout=TIMEOUT_MS)
+            expect(main.locator("[data-testid=stImage] img").first).to_be_visible()
+            assert main.locator("[data-testid=stImage] img").count() >= 2
+            expect(main.locator("[data-testid=stPlotlyChart]")).to_be_visible()
+            no_errors(page)
+            screenshot(page, "overview")
+
+            # Latent traversal, through the sidebar navigation
+            nav = page.locator("[data-testid=stSidebarNav] a").filter(has_text="Latent traversal")
+            nav.click()
+            expect(main.locator("h1")).to_have_text("Latent traversal")
+            decoded = main.locator("[data-testid=stImage]").filter(has_text="decoded")
+            expect(decoded.locator("img")).to_be_visible()
+            expect(page.locator("[data-testid=stSidebar]").get_by_text("Run")).not_to_have_count(0)
+            sliders = main.locator("[data-testid=stSlider] input[type=range]")
+            assert sliders.count() >= 2  # the latent variables and the sweep's "values"
+            before = decoded.locator("img").get_attribute("src")
+            value = float(sliders.first.get_attribute("value"))
+            sliders.first.focus()
+            for _ in range(10):
+                sliders.first.press("ArrowRight" if value < 2 else "ArrowLeft")
+            expect(decoded.locator("img")).not_to_have_attribute("src", before)
+            assert float(sliders.first.get_attribute("value")) != pytest.approx(value)
+            no_errors(page)
+            screenshot(page, "traversal")
+        finally:
+            browser.close()
