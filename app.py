@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="Lifelong generative explorer", page_icon="🧠", layout="wide")
+st.set_page_config(page_title="Lifelong generative explorer", page_icon=":material/hub:", layout="wide")
 
 PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon="📋", default=True),
-    st.Page("pages/traversal.py", title="Latent traversal", icon="🎚️"),
+    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("pages/traversal.py", title="Latent traversal", icon=":material/tune:"),
 ]
 
 nav = st.navigation(PAGES)

@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument("--only", default=None, help="a family key or run name")
     pre.add_argument("--device", default="auto")
     pre.add_argument("--out", default=str(PRETRAINED))
+    pre.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (1: the shipped runs' setting)"
+    )
     sub.add_parser("datasets", help="dataset names, shapes, sizes, what each is for")
     sub.add_parser("models", help="family keys and their options")
     return p
@@ -135,6 +138,7 @@ def _pretrain(args) -> int:
                 seed=entry["seed"],
                 device=args.device,
                 overrides=entry["set"],
+                threads=args.threads,
                 store_dtype="float16",
             )
         )
