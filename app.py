@@ -2,7 +2,9 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="Lifelong generative explorer", page_icon=":material/hub:", layout="wide")
+st.set_page_config(
+    page_title="Lifelong generative explorer", page_icon=":material/hub:", layout="wide"
+)
 
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
