@@ -9,7 +9,15 @@ Embedded: digits (scikit-learn, real), glyphs (font renders), shapes (dSprites-l
 factors). From the user's IDX files: mnist, fashion, kmnist. See `registry` for the options.
 """
 
-from .base import DataError, TaskData
+from .base import DataError, TaskData, join_tasks
 from .registry import datasets, image_shape, load_task, parse_tasks
 
-__all__ = ["DataError", "TaskData", "datasets", "image_shape", "load_task", "parse_tasks"]
+__all__ = [
+    "DataError",
+    "TaskData",
+    "join_tasks",
+    "datasets",
+    "image_shape",
+    "load_task",
+    "parse_tasks",
+]

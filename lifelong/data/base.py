@@ -25,6 +25,8 @@ class TaskData:
     classes: all class names of the dataset (not only those present after `classes=`).
     factors: float32 [N, F] ground-truth generative factors (shapes only), else None.
     factor_names: the F factor names, e.g. ["shape", "scale", "orientation", "x", "y"].
+    task: int64 [N] index of the task each image belongs to, when several tasks are trained
+        together (joint phases, CPVAE populations); None for a single task.
     """
 
     name: str
@@ -33,6 +35,38 @@ class TaskData:
     classes: list[str]
     factors: torch.Tensor | None = None
     factor_names: list[str] | None = None
+    task: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
+
+
+def join_tasks(parts: list[TaskData], indices: list[int]) -> TaskData:
+    """Several tasks as one training set, each image tagged with its task index in `task`.
+
+    Images must share a shape; labels keep each dataset's own class indices (`classes` is the
+    first task's list, as labels of different datasets do not share a vocabulary).
+    """
+    if len(parts) == 1:
+        only = parts[0]
+        return TaskData(
+            only.name,
+            only.x,
+            only.y,
+            only.classes,
+            only.factors,
+            only.factor_names,
+            torch.full((len(only),), indices[0], dtype=torch.long),
+        )
+    return TaskData(
+        name="+".join(p.name for p in parts),
+        x=torch.cat([p.x for p in parts]),
+        y=torch.cat([p.y for p in parts]),
+        classes=parts[0].classes,
+        task=torch.cat(
+            [
+                torch.full((len(p),), i, dtype=torch.long)
+                for p, i in zip(parts, indices, strict=True)
+            ]
+        ),
+    )

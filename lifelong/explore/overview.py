@@ -44,5 +44,5 @@ def matrix_labels(run, name: str) -> tuple[list[list[float | None]], list[str], 
     return (
         rows,
         [f"{j}: {s}" for j, s in enumerate(run.tasks)],
-        [f"after {k}" for k in range(len(m))],
+        [f"after {k}" for k in run.snapshots[: len(m)]],
     )

@@ -88,6 +88,41 @@ class GenerativeModel(nn.Module):
         return None if v is None else v.argmax(dim=1)
 
     # -- training --------------------------------------------------------------------------
+    def training_phases(self, n_tasks: int) -> list[list[int]]:
+        """The tasks each training phase sees together, in order; a snapshot (after the
+        phase's last task) and a row of the forgetting matrix follow every phase.
+
+        Lifelong families see one task per phase. Joint training (the joint VAE upper bound,
+        MVAE on the union of its tasks) returns one phase holding every task.
+        """
+        return [[t] for t in range(n_tasks)]
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Optimizers for one phase, made after `before_task` (which may freeze or add
+        parameters). Families with several players (generator/critic) return one each."""
+        return {"model": torch.optim.Adam(self.trainable_parameters(), lr=self.config.lr)}
+
+    def train_step(
+        self, batch: dict[str, torch.Tensor], task: int, optimizers: dict
+    ) -> dict[str, torch.Tensor]:
+        """One optimisation step on `batch` = {"x": [N, C, H, W], "y": [N], "task": [N]}.
+
+        Returns the named loss terms (with "total"). A non-finite total is returned without
+        stepping, so the weights stay as they were and the trainer stops with a clear message.
+        """
+        terms = self.loss(batch, task)
+        if torch.isfinite(terms["total"]):
+            opt = optimizers["model"]
+            opt.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            opt.step()
+        return terms
+
+    def epoch_stats(self) -> dict[str, float]:
+        """Figures recorded in the log after every epoch (e.g. MVAE's dropout rate and active
+        components, paper 002 Figs. 15-16)."""
+        return {}
+
     def loss(self, batch: dict[str, torch.Tensor], task: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 

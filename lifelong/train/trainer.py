@@ -1,5 +1,9 @@
 """The lifelong trainer: tasks in order, before_task/after_task hooks, a snapshot and a row of
-the forgetting matrix after every task, resumable from the last complete snapshot."""
+the forgetting matrix after every task, resumable from the last complete snapshot.
+
+A family may group tasks into phases (`training_phases`: the joint baseline and MVAE train on
+the union of their tasks); a phase is then treated as one task whose index is its last task's.
+"""
 
 from __future__ import annotations
 
@@ -139,9 +143,14 @@ def train(args: TrainArgs, callbacks: list[Callback] | None = None) -> Path:
     ]
     for cb in cbs:
         cb.on_start({"run": str(out), "tasks": tasks, "start_task": start})
-    for t in range(start, len(tasks)):
-        _train_task(args, model, manifest, t, tasks, train_sets[t], device, cbs)
-        manifest["events"] += _tag(model.after_task(t, train_sets[t]), t)
+    phases = model.training_phases(len(tasks))
+    for p, phase in enumerate(phases):
+        t = phase[-1]
+        if t < start:
+            continue
+        data = ldata.join_tasks([train_sets[i] for i in phase], phase)
+        _train_task(args, model, manifest, t, tasks, data, device, cbs)
+        manifest["events"] += _tag(model.after_task(t, data), t)
         model.eval()
         row = evaluate(model, test_sets, args.eval_samples)
         model.train()
@@ -151,7 +160,7 @@ def train(args: TrainArgs, callbacks: list[Callback] | None = None) -> Path:
             )
         for name, values in row.items():
             manifest["metrics"].setdefault(name, [])
-            manifest["metrics"][name] = manifest["metrics"][name][:t] + [values]
+            manifest["metrics"][name] = manifest["metrics"][name][:p] + [values]
         runs.save_snapshot(out, manifest, model, t, stored, args.store_dtype)
         runs.write_manifest(out, manifest)
         for cb in cbs:
@@ -171,7 +180,7 @@ def _train_task(args, model, manifest, t, tasks, data, device, cbs) -> None:
     torch.manual_seed(args.seed * 1000 + t)  # per-task seed: a resumed run redoes task t exactly
     manifest["events"] += _tag(model.before_task(t, data), t)
     runs.write_manifest(args.out, manifest)
-    opt = torch.optim.Adam(model.trainable_parameters(), lr=model.config.lr)
+    optimizers = model.make_optimizers()
     n = len(data)
     steps = max(1, math.ceil(n / args.batch_size))
     total = steps * args.epochs
@@ -184,9 +193,11 @@ def _train_task(args, model, manifest, t, tasks, data, device, cbs) -> None:
         t0 = time.time()
         for i in range(steps):
             idx = perm[i * args.batch_size : (i + 1) * args.batch_size]
-            batch = {"x": data.x[idx].to(device), "y": data.y[idx].to(device)}
+            batch = {
+                k: v[idx].to(device) for k, v in (("x", data.x), ("y", data.y), ("task", data.task))
+            }
             model.progress = step / total
-            terms = model.loss(batch, t)
+            terms = model.train_step(batch, t, optimizers)
             loss = terms["total"]
             if not torch.isfinite(loss):
                 manifest["status"] = f"failed: non-finite loss at task {t} epoch {epoch} step {i}"
@@ -198,9 +209,6 @@ def _train_task(args, model, manifest, t, tasks, data, device, cbs) -> None:
                     f" snapshots up to task {t - 1} are kept; lower the learning rate"
                     " (--set lr=...) and --resume"
                 )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
             values = {k: float(v.detach()) for k, v in terms.items()}
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -223,6 +231,7 @@ def _train_task(args, model, manifest, t, tasks, data, device, cbs) -> None:
             "seconds": time.time() - t0,
             "images_per_s": n / max(time.time() - t0, 1e-9),
             **{k: v / steps for k, v in sums.items()},
+            **model.epoch_stats(),
         }
         for cb in cbs:
             cb.on_epoch(epoch_info)
@@ -236,7 +245,7 @@ def _resume(args, out: Path, tasks: list[str], device):
             " the same --model and --tasks"
         )
     snaps = run.snapshots
-    start = (snaps[-1] + 1) if snaps else 0
+    start = (snaps[-1] + 1) if snaps else 0  # the first task whose phase is not done
     manifest = run.manifest
     if snaps:
         model = run.load_model(snaps[-1], str(device)).train()
@@ -245,9 +254,9 @@ def _resume(args, out: Path, tasks: list[str], device):
     else:
         config = models.config_from_dict(models.family(run.family)[1], run.manifest["config"])
         model, stored = models.build(run.family, config).to(device), {}
-    # Forget whatever the interrupted task left behind: events, metrics rows, log lines.
+    # Forget whatever the interrupted phase left behind: events, metrics rows, log lines.
     manifest["events"] = [e for e in manifest["events"] if e.get("task", 0) < start]
-    manifest["metrics"] = {k: v[:start] for k, v in manifest["metrics"].items()}
+    manifest["metrics"] = {k: v[: len(snaps)] for k, v in manifest["metrics"].items()}
     manifest["status"] = "running"
     prune_log(out / "log.jsonl", start)
     runs.write_manifest(out, manifest)
