@@ -7,13 +7,17 @@ path); test data is cached too. Everything computed lives in lifelong.explore.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 import torch
 
 from lifelong import data as ldata
 from lifelong import runs
+from lifelong.explore import images, traversal
 
 ROOT = Path(__file__).resolve().parent
 RUN_ROOTS = {"pretrained": ROOT / "pretrained", "runs": ROOT / "runs"}
@@ -142,3 +146,54 @@ def model_or_stop(run: runs.Run | None, snap: int | None):
     except runs.RunError as exc:
         st.error(str(exc))
         st.stop()
+
+
+def live_decoder(
+    model, start: traversal.Start, state_key: str, on_timing: Callable | None = None
+) -> None:
+    """One slider per latent variable decoding live, and the decoded image beside them.
+
+    Each slider is its own st.fragment: moving it reruns that fragment alone, which reads every
+    slider's value from session state, decodes once and replaces the image in a placeholder
+    made outside the fragments. A rerun thus costs one widget instead of one per variable
+    (bench/bench_traversal.py). Streamlit lets a fragment fill an outside container only if
+    it wrote to it during the last full run, so on full runs each fragment reserves the
+    placeholder and the image is drawn once, after the sliders.
+    `on_timing(t0, t1, t2, t3)`, if given, gets perf_counter stamps of each slider rerun:
+    start, slider done, decode done, image done (the benchmark's split).
+    """
+    panel, picture = st.columns([3, 1])
+    placeholder = picture.empty()
+    initial = {n: [float(np.clip(v, -3, 3)) for v in base] for n, base in start.codes.items()}
+    full_run = {"now": True}  # the fragments' closure: False when they rerun on their own
+
+    def show(t0: float, t1: float) -> None:
+        codes = {
+            n: [st.session_state.get(f"{state_key}-{n}-{i}", v) for i, v in enumerate(vals)]
+            for n, vals in initial.items()
+        }
+        img = traversal.decode(model, codes, start.expert)
+        t2 = time.perf_counter()
+        png = images.png_bytes(images.upscale(img[0], 6), compress_level=1)
+        placeholder.image(png, caption="decoded", width="stretch", output_format="PNG")
+        if on_timing:
+            on_timing(t0, t1, t2, time.perf_counter())
+
+    @st.fragment
+    def slider(name: str, i: int) -> None:
+        t0 = time.perf_counter()
+        torch_for_this_thread()  # a fragment rerun runs in a new script thread
+        key = f"{state_key}-{name}-{i}"
+        st.slider(f"{name}[{i}]", -3.0, 3.0, initial[name][i], 0.05, key=key)
+        if full_run["now"]:
+            placeholder.empty()  # reserve the outside placeholder (see above)
+        else:
+            show(t0, time.perf_counter())
+
+    for name, vals in initial.items():
+        cols = panel.columns(min(len(vals), 5))
+        for i in range(len(vals)):
+            with cols[i % len(cols)]:
+                slider(name, i)
+    full_run["now"] = False
+    show(time.perf_counter(), time.perf_counter())

@@ -6,9 +6,11 @@
     and cannot exercise st.fragment, so this starts a real server (`streamlit run`, from the
     repository root so .streamlit/config.toml applies) on a throwaway script with two
     fragments side by side:
-      - "decode": a copy of pages/traversal.py's `live` fragment (one slider per latent
-        variable of the routed expert, traversal.decode, st.image of the 6x grid), with the
-        model, test data and start code from the app's own loaders in ui.py (1 torch thread);
+      - "decode": the Latent traversal page's own slider panel, ui.live_decoder (one
+        fragment per latent variable of the routed expert: its slider, traversal.decode of
+        all sliders' values, st.image of the 6x PNG into a placeholder outside the
+        fragments), with the model, test data and start code from the app's own loaders in
+        ui.py (1 torch thread);
       - "empty": one slider and nothing else.
     Headless Chromium (Playwright) moves one slider of each in turn with the keyboard
     (ArrowRight/ArrowLeft on the focused thumb: one rerun per key press) and waits for that
@@ -20,8 +22,8 @@
         widget/fragment handling, the fragment body, delta and media serialisation); network
         and browser painting are not included;
       - body: the fragment function from its first to its last line, split into the
-        st.slider calls, the traversal.decode call, and images.grid + st.image (PIL
-        encoding and media storage).
+        st.slider call, the traversal.decode call, and the PNG + st.image (PIL
+        encoding and media storage), stamped by ui.live_decoder's on_timing hook.
     Hooks on AppSession are installed by the throwaway script (once per process); the app
     itself is not modified. The first --warmup reruns of each kind are dropped.
 
@@ -123,32 +125,9 @@ FRAGMENT_APP = textwrap.dedent(
     st.caption(f"{run.name} after task {snap}, expert {start.expert}")
 
 
-    @st.fragment
-    def decode_fragment():
-        t0 = time.perf_counter()
-        ui.torch_for_this_thread()  # as pages/traversal.py's fragment does
-        left, right = st.columns([3, 1])
-        codes = {}
-        with left:
-            for name, base in start.codes.items():
-                cols = st.columns(min(len(base), 5))
-                codes[name] = [
-                    cols[i % len(cols)].slider(
-                        f"{name}[{i}]",
-                        -3.0,
-                        3.0,
-                        float(np.clip(v, -3, 3)),
-                        0.05,
-                        key=f"decode-{name}-{i}",
-                    )
-                    for i, v in enumerate(base)
-                ]
-        t1 = time.perf_counter()  # sliders done
-        img = traversal.decode(model, codes, start.expert)
-        t2 = time.perf_counter()
-        right.image(images.grid(img, 1, scale=6), caption="decoded", width="stretch")
-        t3 = time.perf_counter()
-        log("body", "decode", t0, t1, t2, t3)
+    ui.live_decoder(
+        model, start, "decode", on_timing=lambda *t: log("body", "decode", *t)
+    )
 
 
     @st.fragment
@@ -159,7 +138,6 @@ FRAGMENT_APP = textwrap.dedent(
         log("body", "empty", t0, t3, t3, t3)
 
 
-    decode_fragment()
     empty_fragment()
     '''
 )
@@ -359,9 +337,9 @@ def report(frag: dict, cold: list[dict]) -> None:
     budget = f"p95 <= {BUDGET_RERUN_P95_MS:g} ms"
     print(line("decode fragment: server rerun", p50(dec["server"]), p95(dec["server"])))
     print(line("  of which fragment body", p50(dec["body"]), p95(dec["body"])))
-    print(line("    the st.slider calls", p50(dec["sliders"]), p95(dec["sliders"])))
+    print(line("    the st.slider call", p50(dec["sliders"]), p95(dec["sliders"])))
     print(line("    traversal.decode", p50(dec["decode"]), p95(dec["decode"])))
-    print(line("    images.grid + st.image", p50(dec["image"]), p95(dec["image"])))
+    print(line("    PNG + st.image", p50(dec["image"]), p95(dec["image"])))
     print(line("empty fragment: server rerun", p50(emp["server"]), p95(emp["server"])))
     print(line("  of which fragment body", p50(emp["body"]), p95(emp["body"])))
     print(

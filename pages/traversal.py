@@ -45,31 +45,7 @@ if start.expert is not None:
 state_key = f"{run.name}-{snap}-{source}-{task}-{index}-{start.expert}"
 
 
-@st.fragment
-def live(start, state_key):
-    """Sliders and the decoded image: only this fragment reruns when a slider moves."""
-    ui.torch_for_this_thread()  # a fragment rerun runs in a new thread
-    left, right = st.columns([3, 1])
-    codes = {}
-    with left:
-        for name, base in start.codes.items():
-            cols = st.columns(min(len(base), 5))
-            codes[name] = [
-                cols[i % len(cols)].slider(
-                    f"{name}[{i}]",
-                    -3.0,
-                    3.0,
-                    float(np.clip(v, -3, 3)),
-                    0.05,
-                    key=f"{state_key}-{name}-{i}",
-                )
-                for i, v in enumerate(base)
-            ]
-    img = traversal.decode(model, codes, start.expert)
-    right.image(images.grid(img, 1, scale=6), caption="decoded", width="stretch")
-
-
-live(start, state_key)
+ui.live_decoder(model, start, state_key)
 
 st.subheader("Every variable swept")
 n_values = st.slider("Values from -3 to 3", 5, 15, 9, 2, key="tv_nvalues")

@@ -35,9 +35,19 @@ def grid(images: torch.Tensor, ncol: int, pad: int = 2, scale: int = 1) -> np.nd
     return out
 
 
-def png_bytes(image: np.ndarray) -> bytes:
+def upscale(image: torch.Tensor, scale: int) -> np.ndarray:
+    """One image [C, H, W] in [0, 1] -> uint8 [H*scale, W*scale] (grey) or [..., 3] (RGB),
+    nearest-neighbour: the live decoder's image, without grid padding or grey-to-RGB copies."""
+    arr = (image.detach().float().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    arr = arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
+    return arr.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def png_bytes(image: np.ndarray, compress_level: int = 6) -> bytes:
+    """uint8 [H, W] or [H, W, 3] -> PNG bytes; compress_level=1 encodes ~4x faster for images
+    that are shown once and thrown away (a slider's rerun), at a few % more bytes."""
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
+    Image.fromarray(image).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 
 
