@@ -98,6 +98,60 @@ def available_runs() -> dict[str, Path]:
     return found
 
 
+def openable_runs() -> dict[str, runs.Run]:
+    """Label -> Run for every listed run that opens (damaged ones are left out here; the
+    sidebar says what is wrong with them)."""
+    out = {}
+    for label, path in available_runs().items():
+        try:
+            out[label] = open_run(path)
+        except runs.RunError:
+            continue
+    return out
+
+
+def heatmap(z, xs, ys, lower_better: bool = False, height: int | None = None):
+    """A plotly heatmap of a matrix with its values written in the cells (None = blank)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=xs,
+            y=ys,
+            colorscale="Viridis",
+            reversescale=lower_better,
+            text=[[("" if v is None else f"{v:.3g}") for v in row] for row in z],
+            texttemplate="%{text}",
+            hovertemplate="%{y}, %{x}: %{z}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=height or 90 + 60 * len(z),
+        margin=dict(l=10, r=10, t=10, b=10),
+        yaxis_autorange="reversed",
+    )
+    return fig
+
+
+def figure(fig, name: str, key: str) -> None:
+    """Show a plotly figure with a download of it as a self-contained HTML file."""
+    st.plotly_chart(fig, width="stretch", key=f"chart-{key}")
+    html = fig.to_html(include_plotlyjs="cdn", full_html=True)
+    st.download_button(
+        "HTML", html, f"{name}.html", "text/html", key=f"html-{key}", icon=":material/download:"
+    )
+
+
+def picture(img: np.ndarray, name: str, key: str, caption: str | None = None) -> None:
+    """Show an RGB uint8 image with a PNG download beside its caption."""
+    png = images.png_bytes(img)
+    st.image(png, caption=caption, output_format="PNG")
+    st.download_button(
+        "PNG", png, f"{name}.png", "image/png", key=f"png-{key}", icon=":material/download:"
+    )
+
+
 def sidebar() -> tuple[runs.Run | None, int | None]:
     """Run and snapshot pickers; stores the choice in session_state for every page."""
     options = available_runs()

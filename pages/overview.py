@@ -1,6 +1,5 @@
 """Overview: the run card, the forgetting matrix and every task's reconstructions."""
 
-import plotly.graph_objects as go
 import streamlit as st
 
 import ui
@@ -31,22 +30,7 @@ metric = st.radio(
 )
 z, xs, ys = overview.matrix_labels(run, metric)
 if z:
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=xs,
-            y=ys,
-            colorscale="Viridis",
-            reversescale=metric == "mse",
-            text=[[("" if v is None else f"{v:.3g}") for v in row] for row in z],
-            texttemplate="%{text}",
-            hovertemplate="%{y}, %{x}: %{z}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        height=90 + 60 * len(z), margin=dict(l=10, r=10, t=10, b=10), yaxis_autorange="reversed"
-    )
-    st.plotly_chart(fig, width="stretch")
+    ui.figure(ui.heatmap(z, xs, ys, metric == "mse"), f"{run.name}-{metric}", "ov-matrix")
     st.caption(
         "Row k: the model after task k; column j: evaluated on task j's test set "
         "(unseen tasks included, for forward transfer)."

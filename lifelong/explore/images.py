@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+HIGHLIGHT = (230, 60, 60)  # frame colour of highlighted tiles
+
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """[N, C, H, W] floats in [0, 1] -> [N, H, W, 3] uint8 (grey repeated to RGB)."""
@@ -16,9 +18,16 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return np.repeat(arr, 3, axis=3) if arr.shape[3] == 1 else arr
 
 
-def grid(images: torch.Tensor, ncol: int, pad: int = 2, scale: int = 1) -> np.ndarray:
+def grid(
+    images: torch.Tensor,
+    ncol: int,
+    pad: int = 2,
+    scale: int = 1,
+    highlight: torch.Tensor | list[bool] | None = None,
+) -> np.ndarray:
     """Tile [N, C, H, W] row-major into an [rows*(H+pad)+pad, ...] RGB uint8 image on a light
-    grey background, each image upscaled `scale` times (nearest) for crisp display."""
+    grey background, each image upscaled `scale` times (nearest) for crisp display.
+    `highlight` [N] bools frames those tiles in red (e.g. the expert eq. 7 routes to)."""
     tiles = to_uint8(images)
     n, h, w, _ = tiles.shape
     if scale > 1:
@@ -26,12 +35,13 @@ def grid(images: torch.Tensor, ncol: int, pad: int = 2, scale: int = 1) -> np.nd
         h, w = h * scale, w * scale
     rows = max(1, -(-n // ncol))
     out = np.full((rows * (h + pad) + pad, ncol * (w + pad) + pad, 3), 200, dtype=np.uint8)
+    marked = [bool(v) for v in highlight] if highlight is not None else [False] * n
     for i in range(n):
         r, c = divmod(i, ncol)
-        out[
-            pad + r * (h + pad) : pad + r * (h + pad) + h,
-            pad + c * (w + pad) : pad + c * (w + pad) + w,
-        ] = tiles[i]
+        top, left = pad + r * (h + pad), pad + c * (w + pad)
+        if marked[i]:
+            out[top - pad : top + h + pad, left - pad : left + w + pad] = HIGHLIGHT
+        out[top : top + h, left : left + w] = tiles[i]
     return out
 
 

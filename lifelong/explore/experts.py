@@ -1,0 +1,61 @@
+"""The Compare experts page's computations: one input through every expert of a mixture.
+
+Paper 000 routes each input to one expert (eq. 7); paper 002 decodes through every component
+and through mismatched encoder/decoder pairs (Figs. 2-3, 7, 17). These functions give the
+views the same inputs through each expert, the routed one marked with its score.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _seeded_scores(model, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """[K, n] one-sample ELBOs (nats) per expert with fixed noise, so a page shows the same
+    figures on every rerun and experts are compared on the same draw."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.stack([model.score(x, expert=k) for k in model.experts()])
+
+
+@torch.no_grad()
+def through_every_expert(model, x: torch.Tensor, seed: int = 0) -> dict:
+    """x [n, C, H, W] -> {"experts": [K ids], "recon": [K, n, C, H, W], "score": [K, n] ELBO
+    (nats) of each expert per input, "routed": [n] the expert eq. 7 selects}."""
+    experts = model.experts()
+    recon = torch.stack([model.reconstruct(x, expert=k) for k in experts])
+    score = _seeded_scores(model, x, seed)
+    routed = model.select(x)
+    return {"experts": experts, "recon": recon.cpu(), "score": score.cpu(), "routed": routed.cpu()}
+
+
+@torch.no_grad()
+def expert_samples(model, n: int = 8, seed: int = 0) -> dict[int, torch.Tensor]:
+    """n samples from each expert's prior and decoder (paper 002 Fig. 17): expert -> images."""
+    out = {}
+    for k in model.experts():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            out[k] = model.sample(n, expert=k).cpu()
+    return out
+
+
+@torch.no_grad()
+def mismatched(model, x: torch.Tensor) -> torch.Tensor:
+    """x [1, C, H, W] -> [K, K, C, H, W]: row i encodes with expert i, column j decodes with
+    expert j (paper 002 eq. 36, Figs. 3 and 7); the diagonal is each expert's own
+    reconstruction. Experts must share one latent size."""
+    experts = model.experts()
+    block = {b.owner: b.name for b in model.latent_blocks()}  # expert -> its latent block
+    rows = []
+    for i in experts:
+        mu = model.encode(x, i)[block[i]]["mu"]
+        rows.append(torch.cat([model.decode({block[j]: mu}, j) for j in experts]))
+    return torch.stack(rows).cpu()
+
+
+@torch.no_grad()
+def scores_per_task(model, tests: list, n: int = 256, seed: int = 0) -> torch.Tensor:
+    """[T, K] mean ELBO (nats) of each expert on each task's first n test images."""
+    rows = [_seeded_scores(model, d.x[:n].to(model.device), seed).mean(1) for d in tests]
+    return torch.stack(rows).cpu()

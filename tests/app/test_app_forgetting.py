@@ -1,0 +1,57 @@
+"""AppTest of the Forgetting page: the time machine, a run beside it, the matrix exports."""
+
+from __future__ import annotations
+
+import pytest
+
+GOOD, CORRUPT = "good/tiny", "bad/tiny-corrupt"  # conftest.py
+
+
+@pytest.fixture
+def page(app):
+    app.switch_page("pages/forgetting.py").run()
+    assert not app.exception, app.exception
+    return app
+
+
+def grids(at) -> list:
+    return [im for im in at.get("image") if any("inputs / reconstructions" in c for c in im.captions)]
+
+
+def test_every_task_after_the_last_snapshot(page, media):
+    assert [t.value for t in page.title] == ["Forgetting"]
+    rows = grids(page)
+    assert len(rows) == 2  # one per task
+    img = media(rows[0].value[0])
+    assert img.shape[0] == 3 * 56 + 4 * 2  # inputs, reconstructions, samples at scale 2
+    assert len(page.get("plotly_chart")) == 1
+    labels = [b.label for b in page.get("download_button")]
+    assert labels.count("PNG") == 2 and "HTML" in labels and "CSV" in labels
+
+
+def test_time_machine_marks_unseen_tasks_and_changes_the_pictures(page, media):
+    last = [media(im.value[0]) for im in grids(page)]
+    page.select_slider(key="fg_k-tiny").set_value(0).run()
+    assert not page.exception
+    rows = grids(page)
+    assert "not seen yet" in rows[1].captions[0] and "not seen yet" not in rows[0].captions[0]
+    first = [media(im.value[0]) for im in rows]
+    assert any((a != b).any() for a, b in zip(first, last, strict=True))
+
+
+def test_beside_a_run_over_the_same_tasks(page):
+    box = page.selectbox(key="fg_base")
+    assert box.options == ["none", CORRUPT]  # the broken run does not open; itself excluded
+    box.set_value(CORRUPT).run()
+    assert not page.exception
+    # the corrupt copy's last snapshot fails its checksum: said plainly, this run still shows
+    assert any("checksum" in e.value for e in page.error)
+    assert len(grids(page)) == 2
+
+
+def test_every_stored_matrix(page):
+    radio = page.radio(key="fg_metric")
+    assert radio.options[:2] == ["mse", "elbo"]
+    for name in radio.options:
+        radio.set_value(name).run()
+        assert not page.exception and len(page.get("plotly_chart")) == 1
