@@ -15,7 +15,9 @@ def page(app):
 
 
 def grids(at) -> list:
-    return [im for im in at.get("image") if any("inputs / reconstructions" in c for c in im.captions)]
+    return [
+        im for im in at.get("image") if any("inputs / reconstructions" in c for c in im.captions)
+    ]
 
 
 def test_every_task_after_the_last_snapshot(page, media):
