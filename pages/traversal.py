@@ -48,13 +48,39 @@ state_key = f"{run.name}-{snap}-{source}-{task}-{index}-{start.expert}"
 ui.live_decoder(model, start, state_key)
 
 st.subheader("Every variable swept")
-n_values = st.slider("Values from -3 to 3", 5, 15, 9, 2, key="tv_nvalues")
+data = tests[task].x[:512].to(model.device)
+kl = traversal.informativeness(model, data, start.expert)
+s1, s2, s3 = st.columns([2, 2, 3])
+n_values = s1.slider("Values per row", 5, 15, 9, 2, key="tv_nvalues")
+order_by = s2.radio("Rows", ["most informative first", "index"], key="tv_order")
+span = s3.radio(
+    "Range",
+    ["prior −3..3", "posterior min–max"],
+    key="tv_range",
+    horizontal=True,
+    help=f"posterior: each variable's min..max posterior mean over task {task}'s test images"
+    " (disentanglement_lib's choice)",
+)
+rows = [(name, i) for name, vals in kl.items() for i in range(len(vals))]
+if order_by == "most informative first":
+    rows.sort(key=lambda r: -kl[r[0]][r[1]])
+ranges = traversal.posterior_ranges(model, data, start.expert) if span != "prior −3..3" else None
 values = np.linspace(-3, 3, n_values)
-imgs, labels = traversal.sweep(model, start, values)
+if not rows:
+    st.info(f"{run.family}: this expert has no Gaussian latent variables to sweep.")
+    st.stop()
+imgs, _ = traversal.sweep(model, start, values, order=rows, ranges=ranges)
+labels = [f"{n}[{i}] (KL {kl[n][i]:.2f})" for n, i in rows]
 grid_col, in_col = st.columns([5, 1])
 grid_col.image(
     images.grid(imgs, n_values, scale=2),
-    caption=f"rows: {labels[0]} … {labels[-1]}; columns: " + " ".join(f"{v:+.1f}" for v in values),
+    caption="rows, top to bottom: "
+    + ", ".join(labels)
+    + (
+        "; columns: " + " ".join(f"{v:+.1f}" for v in values)
+        if ranges is None
+        else "; columns: each variable's own min..max"
+    ),
 )
 if x is not None:
     in_col.image(images.grid(x, 1, scale=3), caption="input")

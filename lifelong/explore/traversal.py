@@ -70,29 +70,75 @@ def decode(model, codes: dict[str, list[float]], expert: int | None) -> torch.Te
 
 
 @torch.no_grad()
-def sweep(model, start: Start, values) -> tuple[torch.Tensor, list[str]]:
-    """Every Gaussian variable of the start's blocks swept over `values`, one row per variable.
+def informativeness(model, x: torch.Tensor, expert: int | None) -> dict[str, list[float]]:
+    """Mean KL(q(z_i|x) || N(0, 1)) per Gaussian variable over the images x [N, C, H, W]:
+    block -> [d] nats. Variables the model ignores sit at ~0 (the posterior equals the prior);
+    sorting by it puts the variables that carry information first (as disentanglement_lib
+    and beta-VAE papers order their traversals)."""
+    post = model.encode(x, expert) if model.experts() else model.encode(x)
+    out = {}
+    for b in blocks_for(model, expert):
+        p = post.get(b.name, {})
+        if b.kind == "gaussian" and "mu" in p:
+            mu, lv = p["mu"], p["logvar"]
+            out[b.name] = (0.5 * (mu**2 + lv.exp() - 1 - lv)).mean(0).tolist()
+    return out
 
-    Returns images [V * len(values), C, H, W] (row-major) and the row labels ("z0[3]", ...).
-    All rows are decoded in one batch per block.
+
+@torch.no_grad()
+def posterior_ranges(model, x: torch.Tensor, expert: int | None) -> dict[str, list[tuple]]:
+    """disentanglement_lib's data-driven traversal range: per Gaussian variable, the min and
+    max of its posterior mean over the images x [N, C, H, W]. block -> [(lo, hi)] * d."""
+    post = model.encode(x, expert) if model.experts() else model.encode(x)
+    out = {}
+    for b in blocks_for(model, expert):
+        p = post.get(b.name, {})
+        if b.kind == "gaussian" and "mu" in p:
+            lo, hi = p["mu"].min(0).values.tolist(), p["mu"].max(0).values.tolist()
+            out[b.name] = list(zip(lo, hi, strict=True))
+    return out
+
+
+@torch.no_grad()
+def sweep(
+    model,
+    start: Start,
+    values,
+    order: list[tuple[str, int]] | None = None,
+    ranges: dict[str, list[tuple]] | None = None,
+) -> tuple[torch.Tensor, list[str]]:
+    """Gaussian variables of the start's blocks swept one per row, the others held at the start.
+
+    `values` ([n]) are the positions along each row: used as they are (e.g. prior -3..3), or,
+    when `ranges` gives a (lo, hi) per variable, mapped linearly from their own span onto it.
+    `order` lists the (block, index) rows to draw (e.g. sorted by `informativeness`); default
+    every Gaussian variable in index order. Returns images [rows * n, C, H, W] (row-major) and
+    the row labels ("z0[3]", ...). All rows are decoded in one batch.
     """
     values = torch.as_tensor(np.asarray(values, dtype=np.float32))
-    rows, labels = [], []
-    for name, base in start.codes.items():
-        block = next(b for b in model.latent_blocks() if b.name == name)
-        if block.kind != "gaussian":
-            continue
-        d, n = len(base), len(values)
-        z = torch.tensor(base).repeat(d * n, 1)  # [d*n, d]
-        for i in range(d):
-            z[i * n : (i + 1) * n, i] = values
-        codes = {k: torch.tensor(v).repeat(d * n, 1) for k, v in start.codes.items()}
-        codes[name] = z
-        codes = {k: v.to(model.device) for k, v in codes.items()}
-        out = model.decode(codes, start.expert) if model.experts() else model.decode(codes)
-        rows.append(out.cpu())
-        labels += [f"{name}[{i}]" for i in range(d)]
-    return torch.cat(rows), labels
+    n = len(values)
+    kinds = {b.name: b.kind for b in model.latent_blocks()}
+    if order is None:
+        order = [
+            (name, i)
+            for name, base in start.codes.items()
+            if kinds.get(name) == "gaussian"
+            for i in range(len(base))
+        ]
+    if not order:
+        return torch.empty(0), []
+    span = (values - values[0]) / (values[-1] - values[0]) if n > 1 else torch.zeros(1)
+    codes = {k: torch.tensor(v).repeat(len(order) * n, 1) for k, v in start.codes.items()}
+    for r, (name, i) in enumerate(order):
+        if ranges is not None:
+            lo, hi = ranges[name][i]
+            row = lo + span * (hi - lo)
+        else:
+            row = values
+        codes[name][r * n : (r + 1) * n, i] = row
+    codes = {k: v.to(model.device) for k, v in codes.items()}
+    out = model.decode(codes, start.expert) if model.experts() else model.decode(codes)
+    return out.cpu(), [f"{name}[{i}]" for name, i in order]
 
 
 def sweep_png(imgs: torch.Tensor, n_values: int, scale: int = 2) -> bytes:

@@ -74,13 +74,32 @@ def test_download_buttons(page, media):
 
 def test_sweep_grid_follows_the_number_of_values(page, media):
     def grid_width():
-        (im,) = [im for im in page.get("image") if im.captions[0].startswith("rows:")]
+        (im,) = [im for im in page.get("image") if im.captions[0].startswith("rows, top to bottom")]
         return media(im.value[0]).shape[1]
 
     wide = grid_width()
     page.slider(key="tv_nvalues").set_value(5).run()
     assert not page.exception
     assert grid_width() < wide
+
+
+def sweep_grid(page):
+    (im,) = [im for im in page.get("image") if im.captions[0].startswith("rows, top to bottom")]
+    return im
+
+
+def test_rows_ordered_by_kl_and_the_posterior_range(page, media):
+    caption = sweep_grid(page).captions[0]
+    kls = [float(v) for v in re.findall(r"KL (-?[0-9.]+)", caption)]
+    assert len(kls) == 4 and kls == sorted(kls, reverse=True)  # most informative first
+    prior = media(sweep_grid(page).value[0])
+    page.radio(key="tv_order").set_value("index").run()
+    names = re.findall(r"(z\d\[\d\])", sweep_grid(page).captions[0])
+    assert names == sorted(names)
+    page.radio(key="tv_range").set_value("posterior min–max").run()
+    assert not page.exception
+    assert "each variable's own min..max" in sweep_grid(page).captions[0]
+    assert (media(sweep_grid(page).value[0]) != prior).any()
 
 
 def test_choose_expert_by_hand(page, media, model):

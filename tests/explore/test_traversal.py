@@ -96,3 +96,36 @@ def test_event_rows_describe_the_boundaries():
     rows = summary.event_rows(FakeRun(), upto=1)
     assert [r["event"] for r in rows] == ["assignment", "expert_frozen"]
     assert "-> expert 1" in rows[0]["details"] and "depository of task 0" in rows[1]["details"]
+
+
+def test_informativeness_is_zero_for_a_variable_the_encoder_ignores():
+    model = _model()
+    expert = 0
+    # make z0[1] carry nothing: its posterior is the prior whatever the input
+    head = model.experts_[expert].enc_head.net[-1]
+    with torch.no_grad():
+        head.weight[1].zero_()
+        head.bias[1] = 0.0
+        head.weight[3 + 1].zero_()
+        head.bias[3 + 1] = 0.0
+    x = torch.cat([synthetic_task(k, 16, seed=i).x for i, k in enumerate(["hbar", "vbar"])])
+    kl = traversal.informativeness(model, x, expert)["z0"]
+    assert len(kl) == 3 and abs(kl[1]) < 1e-6 and min(kl[0], kl[2]) > 1e-4
+    lo_hi = traversal.posterior_ranges(model, x, expert)["z0"]
+    mu = model.encode(x, expert)["z0"]["mu"]
+    assert lo_hi[0] == (mu[:, 0].min().item(), mu[:, 0].max().item())
+    assert lo_hi[1] == (0.0, 0.0)
+
+
+def test_sweep_with_an_order_and_posterior_ranges():
+    model = _model()
+    start = traversal.start_from_prior(model, expert=0, seed=1)
+    values = np.linspace(-3, 3, 4)
+    order = [("z0", 2), ("z0", 0)]
+    ranges = {"z0": [(-1.0, 1.0), (0.0, 0.0), (0.5, 2.0)]}
+    imgs, labels = traversal.sweep(model, start, values, order=order, ranges=ranges)
+    assert labels == ["z0[2]", "z0[0]"] and imgs.shape == (8, 1, 28, 28)
+    # row 0 moves z0[2] from 0.5 to 2.0 with the rest at the start
+    z = torch.tensor(start.codes["z0"]).repeat(4, 1)
+    z[:, 2] = torch.linspace(0.5, 2.0, 4)
+    assert torch.allclose(imgs[:4], model.decode({"z0": z}, 0), atol=1e-6)
