@@ -10,6 +10,7 @@ PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page("pages/traversal.py", title="Latent traversal", icon=":material/tune:"),
     st.Page("pages/interpolation.py", title="Interpolation", icon=":material/linear_scale:"),
+    st.Page("pages/generation.py", title="Generation grid", icon=":material/grid_on:"),
     st.Page("pages/timeline.py", title="Expert timeline", icon=":material/timeline:"),
     st.Page("pages/forgetting.py", title="Forgetting", icon=":material/history:"),
     st.Page("pages/experts.py", title="Compare experts", icon=":material/view_column:"),
