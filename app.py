@@ -9,6 +9,7 @@ st.set_page_config(
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page("pages/traversal.py", title="Latent traversal", icon=":material/tune:"),
+    st.Page("pages/latent_map.py", title="Latent map", icon=":material/scatter_plot:"),
     st.Page("pages/interpolation.py", title="Interpolation", icon=":material/linear_scale:"),
     st.Page("pages/generation.py", title="Generation grid", icon=":material/grid_on:"),
     st.Page("pages/timeline.py", title="Expert timeline", icon=":material/timeline:"),

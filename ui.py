@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +252,40 @@ def live_decoder(
                 slider(name, i)
     full_run["now"] = False
     show(time.perf_counter(), time.perf_counter())
+
+
+@st.cache_resource
+def _workers() -> tuple[ThreadPoolExecutor, dict]:
+    """One worker thread for slow computations (t-SNE, UMAP) and the jobs it has run, shared
+    by every session of this server process."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="lifelong-job"), {}
+
+
+def background(key: str, fn: Callable, *args) -> Future:
+    """fn(*args) run once per `key` off the script thread; the Future holds the result. A
+    failed job is retried on the next call. The newest 32 jobs are kept."""
+    pool, jobs = _workers()
+    job = jobs.get(key)
+    if job is None or (job.done() and job.exception() is not None):
+        job = pool.submit(fn, *args)
+        job.started = time.time()
+        jobs[key] = job
+        for old in list(jobs)[:-32]:
+            if jobs[old].done():
+                del jobs[old]
+    return job
+
+
+def wait_for(job: Future, what: str) -> None:
+    """Show a job's progress and rerun the page when it finishes; st.stop() meanwhile. Other
+    pages and widgets stay usable: the wait is a fragment polling every second."""
+
+    @st.fragment(run_every=1.0)
+    def poll():
+        if job.done():
+            st.rerun(scope="app")
+        with st.status(f"{what} · {time.time() - job.started:.0f} s", state="running"):
+            st.write("Computing off the page; you can use other pages meanwhile.")
+
+    poll()
+    st.stop()

@@ -114,6 +114,20 @@ def save_snapshot(
     return entry
 
 
+def save_extra(
+    run_dir: Path, manifest: dict, kind: str, task: int, tensors: dict[str, torch.Tensor]
+) -> dict:
+    """Write `{kind}-{task:02d}.safetensors` (data precomputed for the app beside snapshot
+    `task`, e.g. kind="map" for the latent map's default projection) and record its checksum
+    in manifest["extras"][kind] (not yet written)."""
+    data = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+    fname = f"{kind}-{task:02d}.safetensors"
+    atomic_write(Path(run_dir) / fname, data)
+    entry = {"file": fname, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    manifest.setdefault("extras", {}).setdefault(kind, {})[str(task)] = entry
+    return entry
+
+
 @dataclass
 class Run:
     """An opened, validated run folder. Models are built on demand by `load_model`."""
@@ -168,6 +182,12 @@ class Run:
             raise RunError(
                 f"{self.name}: {entry['file']} is not a valid safetensors file ({exc})"
             ) from None
+
+    def extra(self, kind: str, after_task: int) -> dict[str, torch.Tensor] | None:
+        """The precomputed `kind` data stored beside snapshot `after_task` (checksum-checked),
+        or None if the run has none (older runs, runs still training)."""
+        entry = self.manifest.get("extras", {}).get(kind, {}).get(str(after_task))
+        return None if entry is None else self._read(entry)
 
     def state(self, after_task: int) -> dict[str, torch.Tensor]:
         """Merged state dict at snapshot `after_task` (files 0..k, later ones override)."""

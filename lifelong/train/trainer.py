@@ -18,6 +18,7 @@ import torch
 
 from lifelong import data as ldata
 from lifelong import models, runs
+from lifelong.explore import latentmap
 from lifelong.train.callbacks import Callback, JSONLLog, Progress, prune_log
 from lifelong.train.evaluate import evaluate
 
@@ -40,6 +41,7 @@ class TrainArgs:
     store_dtype: str = "float32"  # "float16" halves snapshots (the pretrained zoo)
     threads: int | None = None
     eval_samples: int = 512
+    map_points: int = latentmap.MAP_POINTS  # 0: store no default latent map
     log_every: int = 10
 
 
@@ -153,6 +155,9 @@ def train(args: TrainArgs, callbacks: list[Callback] | None = None) -> Path:
         manifest["events"] += _tag(model.after_task(t, data), t)
         model.eval()
         row = evaluate(model, test_sets, args.eval_samples)
+        if args.map_points:  # the latent map's first paint reads this instead of fitting
+            points = latentmap.default_map(model, test_sets, args.map_points)
+            runs.save_extra(out, manifest, "map", t, points)
         model.train()
         if "routing" in row:
             manifest["events"].append(

@@ -42,11 +42,15 @@ def test_run_folder_has_the_design_layout(three_task_run):
     assert names == [
         "log.jsonl",
         "manifest.json",
+        "map-00.safetensors",
+        "map-01.safetensors",
+        "map-02.safetensors",
         "task-00.safetensors",
         "task-01.safetensors",
         "task-02.safetensors",
     ]
     m = json.loads((three_task_run / "manifest.json").read_text())
+    assert sorted(m["extras"]["map"]) == ["0", "1", "2"]  # the latent map's default projection
     assert m["format"] == "lifelong-run/1" and m["status"] == "complete"
     # square forgetting matrices: every snapshot on every task, unseen ones included
     for name in ("mse", "elbo"):
