@@ -21,6 +21,8 @@ from lifelong import runs
 from lifelong.explore import images, traversal
 
 ROOT = Path(__file__).resolve().parent
+# numba (UMAP) caches compiled kernels here, so a restarted app does not compile them again
+os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
 RUN_ROOTS = {"pretrained": ROOT / "pretrained", "runs": ROOT / "runs"}
 
 
@@ -289,3 +291,12 @@ def wait_for(job: Future, what: str) -> None:
 
     poll()
     st.stop()
+
+
+@st.cache_resource
+def warm_up_umap() -> Future:
+    """Compile UMAP in a thread of its own, once per process, when the Latent map page first
+    opens: by the time a user picks UMAP it is ready (its first call costs ~30 s here)."""
+    from lifelong.explore import latentmap
+
+    return ThreadPoolExecutor(1, thread_name_prefix="umap-warm-up").submit(latentmap.warm_up_umap)

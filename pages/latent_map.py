@@ -14,6 +14,7 @@ run, snap = st.session_state.get("selection") or ui.sidebar()
 model = ui.model_or_stop(run, snap)
 st.title("Latent map")
 tests = ui.test_sets(run)
+ui.warm_up_umap()  # off the request path: compiles while the user looks at the stored map
 
 c1, c2, c3 = st.columns(3)
 space = c1.selectbox(

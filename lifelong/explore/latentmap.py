@@ -103,7 +103,9 @@ def project(codes: np.ndarray, method: str = "PCA", seed: int = 0) -> np.ndarray
             import umap
         except ImportError:
             raise ValueError("UMAP needs the umap-learn package (pip install umap-learn)") from None
-        return umap.UMAP(random_state=seed).fit_transform(codes).astype(np.float32)
+        neighbours = int(min(15, len(codes) - 1))
+        fit = umap.UMAP(n_neighbors=neighbours, random_state=seed).fit_transform(codes)
+        return fit.astype(np.float32)
     raise ValueError(f"unknown projection {method!r}; valid: {', '.join(METHODS)}")
 
 
@@ -160,3 +162,18 @@ def point_images(model, tests: list, points: dict, i: int) -> torch.Tensor:
     x = tests[t].x[idx : idx + 1].to(model.device)
     recon = model.reconstruct(x, expert=expert) if expert >= 0 else model.reconstruct(x)
     return torch.cat([x, recon]).cpu()
+
+
+def warm_up_umap() -> float:
+    """Import umap-learn and fit a tiny map, so numba compiles its kernels now (about 30 s
+    on 2 CPU cores the first time; its on-disk cache makes later processes faster) rather
+    than when a user asks for UMAP. Returns the seconds spent; 0 without umap-learn."""
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        return 0.0
+    project(np.random.default_rng(0).normal(size=(64, 4)), "UMAP")
+    return time.perf_counter() - t0

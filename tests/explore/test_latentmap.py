@@ -72,3 +72,16 @@ def test_default_map_is_stored_beside_each_snapshot(tiny_run, tmp_path):
     f.write_bytes(f.read_bytes()[:-8] + bytes(8))
     with pytest.raises(RunError, match="map-01.safetensors is corrupt"):
         open_run(bad).extra("map", 1)
+
+
+@pytest.mark.slow
+def test_umap_projection():
+    pytest.importorskip("umap")
+    rng = np.random.default_rng(0)
+    codes = np.concatenate([rng.normal(0, 1, (40, 4)), rng.normal(8, 1, (40, 4))])
+    xy = latentmap.project(codes, "UMAP")
+    assert xy.shape == (80, 2)
+    # two far-apart clusters stay apart: every point is nearer its own cluster's centre
+    centres = np.stack([xy[:40].mean(0), xy[40:].mean(0)])
+    nearest = np.linalg.norm(xy[:, None] - centres[None], axis=2).argmin(1)
+    assert (nearest == np.repeat([0, 1], 40)).all()
