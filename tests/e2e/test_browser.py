@@ -56,8 +56,8 @@ def wait_healthy(proc: subprocess.Popen, url: str, log: Path, timeout: float = 6
     pytest.fail(f"streamlit did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def server(tiny_run, tmp_path):
+@pytest.fixture(scope="module")
+def server(tiny_run, tmp_path_factory):
     """(url, first run's name): `streamlit run app.py` on a free port; killed afterwards."""
     pytest.importorskip("playwright.sync_api")
     roots = os.environ.get("LIFELONG_E2E_RUN_ROOTS") or str(tiny_run.parent)
@@ -68,7 +68,7 @@ def server(tiny_run, tmp_path):
         pytest.skip(f"no run under {roots}")
     port = free_port()
     env = {**os.environ, "LIFELONG_RUN_ROOTS": roots}
-    log = tmp_path / "streamlit.log"
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
     cmd += ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
     with open(log, "wb") as out:
@@ -86,6 +86,31 @@ def server(tiny_run, tmp_path):
             proc.wait()
 
 
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)  # expect() has its own 5 s default
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh tab on the app's first page; fails the test on any exception block shown."""
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    yield page
+    no_errors(page)
+    page.close()
+
+
 def screenshot(page, name: str) -> None:
     if os.environ.get("LIFELONG_SCREENSHOTS") == "1":
         out = ROOT / "docs" / "screenshots"
@@ -101,44 +126,97 @@ def no_errors(page) -> None:
     expect(page.locator("[data-testid=stAlertContentError]")).to_have_count(0)
 
 
-def test_overview_and_traversal_in_chromium(server):
-    from playwright.sync_api import expect, sync_playwright
+def open_page(page, title: str):
+    """Navigate through the sidebar; returns the main area once the page's title shows."""
+    from playwright.sync_api import expect
 
-    url, run_name = server
-    expect.set_options(timeout=TIMEOUT_MS)  # expect() has its own 5 s default
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(url)
+    main = page.locator("[data-testid=stMain]")
+    expect(main.locator("h1").first).to_be_visible()
+    page.locator("[data-testid=stSidebarNav] a").filter(has_text=title).click()
+    expect(main.locator("h1")).to_have_text(title)
+    return main
 
-            # Overview: the run's title, its forgetting matrix and reconstructions
-            main = page.locator("[data-testid=stMain]")
-            expect(main.locator("h1")).to_have_text(run_name, timeout=TIMEOUT_MS)
-            expect(main.locator("[data-testid=stImage] img").first).to_be_visible()
-            assert main.locator("[data-testid=stImage] img").count() >= 2
-            expect(main.locator("[data-testid=stPlotlyChart]")).to_be_visible()
-            no_errors(page)
-            screenshot(page, "overview")
 
-            # Latent traversal, through the sidebar navigation
-            nav = page.locator("[data-testid=stSidebarNav] a").filter(has_text="Latent traversal")
-            nav.click()
-            expect(main.locator("h1")).to_have_text("Latent traversal")
-            decoded = main.locator("[data-testid=stImage]").filter(has_text="decoded")
-            expect(decoded.locator("img")).to_be_visible()
-            expect(page.locator("[data-testid=stSidebar]").get_by_text("Run")).not_to_have_count(0)
-            sliders = main.locator("[data-testid=stSlider] input[type=range]")
-            assert sliders.count() >= 2  # the latent variables and the sweep's "values"
-            before = decoded.locator("img").get_attribute("src")
-            value = float(sliders.first.get_attribute("value"))
-            sliders.first.focus()
-            for _ in range(10):
-                sliders.first.press("ArrowRight" if value < 2 else "ArrowLeft")
-            expect(decoded.locator("img")).not_to_have_attribute("src", before)
-            assert float(sliders.first.get_attribute("value")) != pytest.approx(value)
-            no_errors(page)
-            screenshot(page, "traversal")
-        finally:
-            browser.close()
+def images_render(main, at_least: int = 1) -> None:
+    from playwright.sync_api import expect
+
+    imgs = main.locator("[data-testid=stImage] img")
+    expect(imgs.first).to_be_visible()
+    assert imgs.count() >= at_least
+    # every image decodes to real pixels (scrolled to: images below the fold load lazily)
+    for i in range(imgs.count()):
+        img = imgs.nth(i)
+        img.scroll_into_view_if_needed()
+        img.evaluate(
+            "e => e.complete && e.naturalWidth > 0 || new Promise((ok, bad) =>"
+            " { e.onload = ok; e.onerror = () => bad(new Error('image failed: ' + e.src)); })"
+        )
+        assert img.evaluate("e => e.naturalWidth") > 0
+
+
+def test_overview(page, server):
+    from playwright.sync_api import expect
+
+    _, run_name = server
+    main = page.locator("[data-testid=stMain]")
+    expect(main.locator("h1")).to_have_text(run_name, timeout=TIMEOUT_MS)
+    images_render(main, 2)
+    expect(main.locator("[data-testid=stPlotlyChart]")).to_be_visible()
+    screenshot(page, "overview")
+
+
+def test_traversal_slider_decodes_live(page):
+    from playwright.sync_api import expect
+
+    main = open_page(page, "Latent traversal")
+    decoded = main.locator("[data-testid=stImage]").filter(has_text="decoded")
+    expect(decoded.locator("img")).to_be_visible()
+    sliders = main.locator("[data-testid=stSlider] input[type=range]")
+    assert sliders.count() >= 2  # the latent variables and the sweep's controls
+    before = decoded.locator("img").get_attribute("src")
+    value = float(sliders.first.get_attribute("value"))
+    sliders.first.focus()
+    for _ in range(10):
+        sliders.first.press("ArrowRight" if value < 2 else "ArrowLeft")
+    expect(decoded.locator("img")).not_to_have_attribute("src", before)
+    assert float(sliders.first.get_attribute("value")) != pytest.approx(value)
+    images_render(main, 2)
+    screenshot(page, "traversal")
+
+
+def test_latent_map_click_shows_the_point(page):
+    from playwright.sync_api import expect
+
+    main = open_page(page, "Latent map")
+    chart = main.locator("[data-testid=stPlotlyChart]")
+    expect(chart).to_be_visible()
+    caption = main.locator("[data-testid=stImage]").filter(has_text="point ")
+    expect(caption).to_contain_text("point 0:")
+    points = chart.locator(".scatterlayer .trace").last.locator(".point")
+    expect(points.first).to_be_visible()
+    box = points.last.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(caption).not_to_contain_text("point 0:")
+    images_render(main, 1)
+    screenshot(page, "latent-map")
+
+
+@pytest.mark.parametrize(
+    "title, shot",
+    [
+        ("Interpolation", "interpolation"),
+        ("Generation grid", "generation"),
+        ("Expert timeline", "timeline"),
+        ("Forgetting", "forgetting"),
+        ("Compare experts", "experts"),
+    ],
+)
+def test_page_renders(page, title, shot):
+    from playwright.sync_api import expect
+
+    main = open_page(page, title)
+    if title == "Expert timeline":
+        expect(main.locator("[data-testid=stPlotlyChart]").first).to_be_visible()
+    else:
+        images_render(main, 1)
+    screenshot(page, shot)
