@@ -91,12 +91,19 @@ def save_snapshot(
                 value = value.half()
             changed[name] = value
             stored[name] = digest
+    # One metadata key: safetensors writes several keys in a random order, so the same weights
+    # would give different bytes on every regeneration (and grow pretrained/'s git history).
     meta = {
-        "format": FORMAT,
-        "family": model.family,
-        "after_task": str(task),
-        "config": json.dumps(model.config_dict()),
-        "arch": json.dumps(model.arch()),
+        "lifelong-run": json.dumps(
+            {
+                "format": FORMAT,
+                "family": model.family,
+                "after_task": task,
+                "config": model.config_dict(),
+                "arch": model.arch(),
+            },
+            sort_keys=True,
+        )
     }
     data = st_save(changed, metadata=meta)
     fname = f"task-{task:02d}.safetensors"

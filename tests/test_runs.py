@@ -104,3 +104,25 @@ def test_missing_or_unreadable_manifest(tmp_path, copy):
         runs.open_run(copy)
     (copy / "task-01.safetensors").unlink()
     assert runs.find_runs(copy.parent) == [copy]
+
+
+def test_snapshot_bytes_are_reproducible(tmp_path):
+    """Saving the same weights twice gives the same file (pretrained/ regenerations must not
+    add bytes to git history when nothing changed)."""
+    from safetensors import safe_open
+
+    from lifelong.models import build
+    from lifelong.models.lmvae import LMVAEConfig
+
+    torch.manual_seed(0)
+    model = build("lmvae", LMVAEConfig(n_tasks=2, latent_dim=3, hidden=16, channels=4))
+    files = []
+    for i in range(2):
+        d = tmp_path / str(i)
+        d.mkdir()
+        runs.save_snapshot(d, {"snapshots": []}, model, 0, {})
+        files.append((d / "task-00.safetensors").read_bytes())
+    assert files[0] == files[1]
+    with safe_open(str(tmp_path / "0" / "task-00.safetensors"), "pt") as f:
+        meta = json.loads(f.metadata()["lifelong-run"])
+    assert meta["family"] == "lmvae" and meta["config"]["latent_dim"] == 3
