@@ -149,7 +149,9 @@ def figure(fig, name: str, key: str) -> None:
 def picture(img: np.ndarray, name: str, key: str, caption: str | None = None) -> None:
     """Show an RGB uint8 image with a PNG download beside its caption."""
     png = images.png_bytes(img)
-    st.image(png, caption=caption, output_format="PNG")
+    # at its own pixel size: grids are upscaled with sharp pixels already, and the browser's
+    # smooth stretching would blur them
+    st.image(png, caption=caption, output_format="PNG", width=int(img.shape[1]))
     st.download_button(
         "PNG", png, f"{name}.png", "image/png", key=f"png-{key}", icon=":material/download:"
     )

@@ -60,7 +60,7 @@ st.subheader("Mismatched encoder → decoder")
 grid = experts.mismatched(model, x[:1])
 kk = len(out["experts"])
 ui.picture(
-    images.grid(grid.flatten(0, 1), kk, scale=2),
+    images.grid(grid.flatten(0, 1), kk, scale=3),
     f"{run.name}-mismatched",
     "mismatched",
     "row i: encoded by expert i; column j: decoded by expert j (the diagonal is each expert's own"

@@ -39,7 +39,11 @@ if tl["experts"]:
             hovertemplate="%{y}, during %{x}: a=%{z}<extra></extra>",
         )
     )
-    fig.update_layout(height=80 + 70 * len(tl["experts"]), margin=dict(l=10, r=10, t=10, b=10))
+    fig.update_layout(
+        height=80 + 70 * len(tl["experts"]),
+        margin=dict(l=10, r=10, t=10, b=10),
+        yaxis_autorange="reversed",  # expert 0 on top, as in the routing table below
+    )
     ui.figure(fig, f"{run.name}-experts", "tl-experts")
 
     routed = timeline.routing(run, snap)

@@ -36,7 +36,7 @@ def test_inputs_samples_mismatch_and_scores(page, media):
     assert "inputs" in caps
     assert any(c.startswith("one row per expert") for c in caps)
     (mis,) = [im for im in page.get("image") if im.captions[0].startswith("row i")]
-    assert media(mis.value[0]).shape[:2] == (2 * 56 + 3 * 2, 2 * 56 + 3 * 2)  # 2x2 grid
+    assert media(mis.value[0]).shape[:2] == (2 * 84 + 3 * 2, 2 * 84 + 3 * 2)  # 2x2 grid
     assert len(page.get("plotly_chart")) == 1
 
 

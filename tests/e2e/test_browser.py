@@ -115,7 +115,9 @@ def screenshot(page, name: str) -> None:
     if os.environ.get("LIFELONG_SCREENSHOTS") == "1":
         out = ROOT / "docs" / "screenshots"
         out.mkdir(parents=True, exist_ok=True)
-        page.wait_for_timeout(500)  # let images and the chart finish painting
+        # back to the top (checking images scrolled down), then let the charts finish painting
+        page.locator("[data-testid=stMain]").evaluate("e => e.scrollTo(0, 0)")
+        page.wait_for_timeout(500)
         page.screenshot(path=str(out / f"{name}.png"))
 
 
