@@ -29,8 +29,19 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="print a run's forgetting matrices and metrics")
     e.add_argument("run")
     e.add_argument("--json", action="store_true")
+    e.add_argument(
+        "--metrics",
+        default=None,
+        help="comma-separated: iwelbo,ssim,frechet,ari,mig,dci,transfer,forward or all",
+    )
+    e.add_argument("--write", action="store_true", help="store them in the run's manifest")
+    e.add_argument("--recompute", action="store_true", help="ignore values stored in the run")
+    e.add_argument("--k", type=int, default=50, help="importance samples of the IWELBO")
+    e.add_argument("--samples", type=int, default=256, help="test images per task")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     pre = sub.add_parser("pretrain", help="rebuild the shipped runs in pretrained/")
-    pre.add_argument("--only", default=None, help="a family key or run name")
+    pre.add_argument("--only", default=None, help="a family key, a run name or classifier")
     pre.add_argument("--device", default="auto")
     pre.add_argument("--out", default=str(PRETRAINED))
     pre.add_argument(
@@ -91,12 +102,34 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
+    from lifelong import runeval
     from lifelong.explore.summary import run_report
     from lifelong.runs import open_run
 
+    names = runeval.parse_metrics(args.metrics)  # a bad name fails before any work
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     run = open_run(args.run)
     run.load_model()  # validates the weights, not only the manifest
+    if args.write:
+        runeval.check_writable(run)
     report = run_report(run)
+    result = runeval.evaluate_run(
+        run,
+        names,
+        k=args.k,
+        samples=args.samples,
+        seed=args.seed,
+        recompute=args.recompute,
+        log=None if args.json else runeval.stderr_log,
+        require_classifier="frechet" in (args.metrics or "").lower().split(","),
+    )
+    if args.write:
+        runeval.store(run, result)
+    report["eval"] = {**runeval.stored_eval(run), **result["values"]}
+    report["eval_skipped"] = result["skipped"]
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
@@ -109,6 +142,10 @@ def _eval(args) -> int:
             print(f"after {k:<2}" + cells)
     for key, value in report["summary"].items():
         print(f"{key}: {value}")
+    for line in runeval.format_eval(run, result):
+        print(line)
+    if not names and report["eval"]:
+        print(f"\nstored metrics: {', '.join(report['eval'])} (show with --metrics)")
     return 0
 
 
@@ -117,11 +154,16 @@ def _pretrain(args) -> int:
     from lifelong.zoo import ZOO, write_index
 
     out_root = Path(args.out)
+    if args.only in (None, "classifier"):
+        _feature_classifier(out_root / "feature-classifier.safetensors", args)
+        if args.only == "classifier":
+            return 0
     chosen = [z for z in ZOO if args.only in (None, z["family"], z["name"])]
     if not chosen:
         raise ValueError(
             f"--only {args.only!r} matches nothing; valid: "
             + ", ".join(sorted({z["family"] for z in ZOO} | {z["name"] for z in ZOO}))
+            + ", classifier"
         )
     for entry in chosen:
         target = out_root / entry["name"]
@@ -147,6 +189,27 @@ def _pretrain(args) -> int:
         print(f"wrote {target}")
     write_index(out_root)
     return 0
+
+
+def _feature_classifier(path: Path, args) -> None:
+    """Train pretrained/feature-classifier.safetensors (the Frechet distance's features): always
+    with --only classifier; in a full rebuild only when it is missing or invalid, so its bytes
+    stay the same otherwise."""
+    import torch
+
+    from lifelong.classifier import ClassifierError, build_classifier, load_classifier
+
+    if args.only is None:
+        try:
+            load_classifier(path)
+            return
+        except ClassifierError:
+            pass
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print("training the feature classifier ...", file=sys.stderr)
+    meta = build_classifier(path)
+    print(f"wrote {path} (test accuracy {meta['test_accuracy']})")
 
 
 def _datasets(args) -> int:

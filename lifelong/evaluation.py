@@ -1,0 +1,193 @@
+"""Model-level metrics over a task sequence, and what `python -m lifelong eval` computes.
+
+Every function here drives a model only through the interface (DESIGN.md, "Model interface")
+and returns plain floats/lists, so the app, the CLI and the claim tests share them. Sampling is
+seeded inside `torch.random.fork_rng`, so the same weights always give the same values.
+
+    iwelbo_per_task(model, tests, k)        importance-weighted ELBO per task (nats)
+    ssim_per_task(model, tests)             SSIM of reconstructions per task
+    frechet_of_model(model, tests)          Frechet distance (classifier features) of the
+                                            model's samples vs the real test images of all
+                                            given (seen) tasks
+    frechet_per_task(model, tests)          the same, one value per task
+    ari_per_task(model, tests)              k-means ARI of codes vs labels per task
+    disentanglement(model, data)            MIG and DCI against ground-truth factors (shapes)
+    transfer_matrix(model, tests)           paper 000 eq. 27, s(theta_k, j) per expert and task
+
+The run-level side (which metric names exist, computing them per snapshot, storing them in
+manifest["eval"]) is in `lifelong.runeval`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lifelong import disentangle, metrics
+from lifelong.likelihood import Unsupported, iwelbo
+
+
+def _mean(values: list[torch.Tensor]) -> float | None:
+    return metrics.finite(torch.cat(values).double().mean().item()) if values else None
+
+
+@torch.no_grad()
+def iwelbo_per_task(
+    model, tests: list, k: int = 50, n: int = 256, batch_size: int = 64, seed: int = 0
+) -> list[float | None]:
+    """Mean IWELBO_k (nats, higher is better; -value is the NLL estimate) of each task's first
+    `n` test images, each scored by its routed expert for mixtures. [T]."""
+    out = []
+    for j, data in enumerate(tests):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed * 1000 + j)
+            vals = [
+                iwelbo(model, data.x[i : i + batch_size].to(model.device), k).cpu()
+                for i in range(0, min(n, len(data)), batch_size)
+            ]
+        out.append(_mean(vals))
+    return out
+
+
+@torch.no_grad()
+def ssim_per_task(model, tests: list, n: int = 256, batch_size: int = 256) -> list[float | None]:
+    """Mean SSIM between each task's first `n` test images and their reconstructions. [T]."""
+    out = []
+    for data in tests:
+        vals = []
+        for i in range(0, min(n, len(data)), batch_size):
+            x = data.x[i : min(i + batch_size, n)].to(model.device)
+            vals.append(metrics.ssim(x, model.reconstruct(x)).cpu())
+        out.append(_mean(vals))
+    return out
+
+
+@torch.no_grad()
+def task_samples(model, task: int, n: int, seed: int = 0) -> torch.Tensor:
+    """n samples generated for `task` ([n, C, H, W] on CPU): `model.sample(n, task=task)`, which
+    is the task's expert for mixtures and the family's own (possibly task-blind) prior
+    otherwise. Seeded per task, as on the Forgetting page."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed * 1000 + task)
+        return model.sample(n, task=task).cpu()
+
+
+def _feature_pairs(model, tests, classifier, n, seed, task_ids=None):
+    """Per task: (real features, sample features), n_j = min(n, test size) of each."""
+    if classifier is None:
+        from lifelong.classifier import load_classifier
+
+        classifier = load_classifier()
+    pairs = []
+    for j, data in enumerate(tests):
+        m = min(n, len(data))
+        t = j if task_ids is None else task_ids[j]
+        real = classifier.features(data.x[:m])
+        fake = classifier.features(task_samples(model, t, m, seed))
+        pairs.append((real.numpy(), fake.numpy()))
+    return pairs
+
+
+def frechet_of_model(
+    model, tests: list, classifier=None, n: int = 500, seed: int = 0, task_ids=None
+) -> float:
+    """Frechet distance (classifier features, paper 001 App. 9.10) between the model's samples
+    and the real test images of all tasks in `tests` (the tasks seen so far), lower is better.
+
+    Every task contributes min(n, its test size) real images and as many samples
+    `model.sample(m, task=j)` (`task_ids[j]` if given: the task index of tests[j] in the run),
+    so each task weighs by its test size up to n, as the union test set of paper 001's Sec. 5.
+    `classifier`: a loaded FeatureClassifier (default: the shipped one)."""
+    pairs = _feature_pairs(model, tests, classifier, n, seed, task_ids)
+    real = np.concatenate([r for r, _ in pairs])
+    fake = np.concatenate([f for _, f in pairs])
+    return metrics.frechet_from_features(real, fake)
+
+
+def frechet_per_task(model, tests: list, classifier=None, n: int = 500, seed: int = 0) -> list:
+    """Frechet distance (classifier features) per task: samples for task j vs its test set."""
+    pairs = _feature_pairs(model, tests, classifier, n, seed)
+    return [metrics.finite(metrics.frechet_from_features(r, f)) for r, f in pairs]
+
+
+def frechet_seen_and_per_task(model, tests, classifier, seen: int, n: int = 500, seed: int = 0):
+    """(distance over tasks 0..seen-1, [distance per task]) from one set of samples."""
+    pairs = _feature_pairs(model, tests, classifier, n, seed)
+    real = np.concatenate([r for r, _ in pairs[:seen]])
+    fake = np.concatenate([f for _, f in pairs[:seen]])
+    per = [metrics.finite(metrics.frechet_from_features(r, f)) for r, f in pairs]
+    return metrics.finite(metrics.frechet_from_features(real, fake)), per
+
+
+# -- codes ----------------------------------------------------------------------------------
+
+
+def task_expert(model, task: int, x: torch.Tensor) -> int | None:
+    """The expert whose codes describe `task`: the one holding it, else the one most of its
+    images are routed to; None for single-latent families."""
+    if not model.experts():
+        return None
+    holders = model.task_experts()
+    if task < len(holders) and holders[task] >= 0:
+        return int(holders[task])
+    return int(torch.mode(model.select(x.to(model.device))).values)
+
+
+@torch.no_grad()
+def codes(model, x: torch.Tensor, expert: int | None = None, batch_size: int = 256) -> np.ndarray:
+    """Deterministic codes [N, D]: the posterior means of Gaussian blocks and the softmax
+    probabilities of categorical blocks, concatenated in block order (through `expert`'s
+    encoder for mixtures). Raises Unsupported for a family without an encoder."""
+    out = []
+    try:
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size].to(model.device)
+            post = model.encode(xb) if expert is None else model.encode(xb, expert=expert)
+            cols = [
+                p["mu"] if "mu" in p else torch.softmax(p["logits"], dim=-1) for p in post.values()
+            ]
+            out.append(torch.cat(cols, dim=1).cpu())
+    except NotImplementedError:
+        raise Unsupported(f"{model.family} has no encoder to read codes from") from None
+    return torch.cat(out).double().numpy()
+
+
+def ari_per_task(model, tests: list, n: int = 256, seed: int = 0) -> list[float | None]:
+    """k-means ARI (k = number of classes present) of each task's codes vs its labels. [T]."""
+    out = []
+    for j, data in enumerate(tests):
+        x, y = data.x[:n], data.y[:n]
+        z = codes(model, x, task_expert(model, j, x))
+        out.append(metrics.finite(metrics.kmeans_ari(z, y.numpy(), seed=seed)))
+    return out
+
+
+def disentanglement(model, data, task: int, n: int = 1000, which=("mig", "dci")) -> dict:
+    """MIG and/or DCI of the codes of `data` (a TaskData with factors, e.g. `shapes`) through
+    the expert holding `task`. Returns {"mig": {...}, "dci": {...}} (see lifelong.disentangle)."""
+    if data.factors is None:
+        raise Unsupported(f"{data.name} has no ground-truth factors (use shapes)")
+    x, f = data.x[:n], data.factors[:n].numpy()
+    z = codes(model, x, task_expert(model, task, x))
+    out = {"factor_names": list(data.factor_names or [])}
+    if "mig" in which:
+        out["mig"] = disentangle.mig(z, f)
+    if "dci" in which:
+        out["dci"] = disentangle.dci(z, f)
+    return out
+
+
+@torch.no_grad()
+def transfer_matrix(model, tests: list, n: int = 256) -> list[list[float | None]]:
+    """Paper 000 eq. 27 with delta = MSE: s(theta_k, j) for every expert k (rows; one row for
+    single-latent families) and task j (columns): how well component k reconstructs task j."""
+    experts = model.experts() or [None]
+    rows = []
+    for k in experts:
+        row = []
+        for data in tests:
+            x = data.x[:n].to(model.device)
+            recon = model.reconstruct(x) if k is None else model.reconstruct(x, expert=k)
+            row.append(metrics.finite(metrics.transfer_score(x, recon)))
+        rows.append(row)
+    return rows

@@ -1,0 +1,325 @@
+"""`python -m lifelong eval`: metrics of a run computed from its snapshots, stored in its
+manifest under "eval" so the app shows them without recomputing.
+
+manifest["eval"] = {"format": "lifelong-eval/1", "metrics": {name: {"value": ..., "key": {...},
+"computed": iso time}}}. The key holds the parameters (k, samples, seed), the sha256 of every
+snapshot file and, for the Frechet distance, of the classifier: a stored value is reused only
+while its key still matches, so a resumed (longer) run or another classifier recomputes.
+
+Matrix metrics are computed on every snapshot ([after task k][task j], like the forgetting
+matrices); MIG and DCI on the last snapshot, for every task with ground-truth factors.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+
+import torch
+
+from lifelong import metrics
+from lifelong.likelihood import Unsupported
+
+FORMAT = "lifelong-eval/1"
+
+METRICS = {
+    "iwelbo": "importance-weighted ELBO, k samples (nats; NLL = -value) [after task k][task j]",
+    "ssim": "SSIM of reconstructions (Gaussian window 11, sigma 1.5) [after task k][task j]",
+    "frechet": "Frechet distance (classifier features) of samples vs test images: over the "
+    "tasks seen so far per snapshot, and [after task k][task j]",
+    "ari": "k-means ARI of codes vs class labels [after task k][task j]",
+    "mig": "mutual information gap vs ground-truth factors (last snapshot, shapes tasks)",
+    "dci": "DCI disentanglement / completeness / informativeness (last snapshot, shapes tasks)",
+    "transfer": "paper 000 eq. 27 s(theta_k, j) = MSE through expert k on task j, per snapshot",
+    "forward": "forward transfer of mse and elbo relative to the untrained model (GEM)",
+}
+MATRIX = ("iwelbo", "ssim", "frechet", "ari", "transfer")
+
+
+def parse_metrics(text: str | None) -> list[str]:
+    """'iwelbo,ssim' -> names; 'all' -> every name; None/'' -> []. ValueError lists the valid."""
+    if not text:
+        return []
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    if "all" in names:
+        return list(METRICS)
+    bad = [n for n in names if n not in METRICS]
+    if bad:
+        raise ValueError(
+            f"unknown metric {bad[0]!r}; valid: {', '.join(METRICS)}, all (comma-separated)"
+        )
+    return list(dict.fromkeys(names))
+
+
+def stored_eval(run) -> dict:
+    """{name: value} of every metric stored in the run's manifest (for the app)."""
+    return {n: e["value"] for n, e in run.manifest.get("eval", {}).get("metrics", {}).items()}
+
+
+def _key(run, name: str, params: dict, classifier=None) -> dict:
+    used = {
+        "iwelbo": ("k", "samples", "seed"),
+        "frechet": ("samples", "seed"),
+        "ari": ("samples", "seed"),
+        "ssim": ("samples",),
+        "transfer": ("samples",),
+        "mig": ("seed",),
+        "dci": ("seed",),
+        "forward": (),
+    }[name]
+    key = {
+        "params": {p: params[p] for p in used},
+        "snapshots": [s.get("sha256") for s in run.manifest["snapshots"]],
+    }
+    if name == "frechet":
+        key["classifier"] = None if classifier is None else classifier.meta["sha256"]
+    return key
+
+
+def evaluate_run(
+    run,
+    names: list[str],
+    k: int = 50,
+    samples: int = 256,
+    seed: int = 0,
+    recompute: bool = False,
+    classifier=None,
+    log=None,
+    require_classifier: bool = False,
+) -> dict:
+    """Compute (or reuse from the manifest) the metrics `names` of `run`. Returns {"values":
+    {name: value}, "stored": [names reused], "skipped": {name: reason}, "entries": {name:
+    manifest entry}}; nothing is written (see `store`). Without the feature classifier the
+    Frechet distance is skipped with the loader's message, or that ClassifierError is raised
+    when `require_classifier` (the user named the metric)."""
+    from lifelong.data import load_task
+
+    log = log or (lambda msg: None)
+    params = {"k": k, "samples": samples, "seed": seed}
+    out = {"values": {}, "stored": [], "skipped": {}, "entries": {}}
+    if "frechet" in names and classifier is None:
+        from lifelong.classifier import ClassifierError, load_classifier
+
+        try:
+            classifier = load_classifier()
+        except ClassifierError as exc:
+            if require_classifier:
+                raise
+            names = [n for n in names if n != "frechet"]
+            out["skipped"]["frechet"] = str(exc)
+    saved = run.manifest.get("eval", {}).get("metrics", {})
+    todo = []
+    for name in names:
+        key = _key(run, name, params, classifier)
+        if not recompute and saved.get(name, {}).get("key") == key:
+            out["values"][name] = saved[name]["value"]
+            out["stored"].append(name)
+        else:
+            todo.append((name, key))
+    if not todo:
+        return out
+    if not run.snapshots:
+        out["skipped"] |= {n: "the run has no finished snapshot yet" for n, _ in todo}
+        return out
+    data_seed = run.manifest.get("seed", 0)
+    tests = [load_task(t, "test", data_seed) for t in run.tasks]
+    values, skipped = {}, {}
+    todo_names = [n for n, _ in todo]
+    matrix = [n for n in todo_names if n in MATRIX]
+    for after in run.snapshots:
+        if not matrix:
+            break
+        log(f"snapshot after task {after}: {', '.join(matrix)}")
+        model = run.load_model(after)
+        for name in list(matrix):
+            try:
+                row = _matrix_row(name, model, tests, after, params, classifier)
+            except (Unsupported, NotImplementedError) as exc:
+                skipped[name] = _reason(model, exc)
+                matrix.remove(name)
+                values.pop(name, None)
+                continue
+            _append(values, name, row)
+    last = run.load_model(run.snapshots[-1])
+    for name in ("mig", "dci"):
+        if name in todo_names:
+            log(f"{name} on the last snapshot")
+            try:
+                values[name] = _disentanglement(name, last, tests, seed)
+            except (Unsupported, NotImplementedError) as exc:
+                skipped[name] = _reason(last, exc)
+    if "forward" in todo_names:
+        log("forward transfer: evaluating the untrained model")
+        values["forward"] = _forward(run, tests)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for name, key in todo:
+        if name in values:
+            out["values"][name] = values[name] = _jsonable(values[name])
+            out["entries"][name] = {"value": values[name], "key": key, "computed": now}
+    out["skipped"] |= skipped
+    return out
+
+
+def _jsonable(value):
+    """Nested lists/dicts with NaN/inf floats replaced by None (the manifest is strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return metrics.finite(value)
+    return value
+
+
+def _reason(model, exc) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if model.family in text else f"{model.family}: {text}"
+
+
+def _append(values: dict, name: str, row) -> None:
+    if name == "frechet":
+        seen, per = row
+        v = values.setdefault(name, {"seen": [], "per_task": []})
+        v["seen"].append(seen)
+        v["per_task"].append(per)
+    else:
+        values.setdefault(name, []).append(row)
+
+
+def _matrix_row(name, model, tests, after, params, classifier):
+    from lifelong import evaluation as ev
+
+    n, seed = params["samples"], params["seed"]
+    if name == "iwelbo":
+        return ev.iwelbo_per_task(model, tests, params["k"], n, seed=seed)
+    if name == "ssim":
+        return ev.ssim_per_task(model, tests, n)
+    if name == "frechet":
+        return ev.frechet_seen_and_per_task(model, tests, classifier, after + 1, n, seed)
+    if name == "ari":
+        return ev.ari_per_task(model, tests, n, seed)
+    return ev.transfer_matrix(model, tests, n)
+
+
+def _disentanglement(name, model, tests, seed) -> dict:
+    from lifelong import evaluation as ev
+
+    found = {}
+    for j, data in enumerate(tests):
+        if data.factors is not None:
+            res = ev.disentanglement(model, data, j, which=(name,))
+            found[str(j)] = {"factor_names": res["factor_names"], **res[name]}
+    if not found:
+        raise Unsupported("no task has ground-truth factors (train on a shapes task)")
+    return found
+
+
+def _forward(run, tests) -> dict:
+    """Rows of the untrained model (the run's own initial weights: the trainer seeds with the
+    run's seed right before building the model) and the forward transfer they give."""
+    from lifelong import models
+    from lifelong.train.evaluate import evaluate
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(run.manifest.get("seed", 0))
+        model = models.build(run.family, run.config()).eval()
+    row = evaluate(model, tests)
+    after = run.snapshots
+    out = {"initial": {m: row[m] for m in ("mse", "elbo")}}
+    for m, higher in (("mse", False), ("elbo", True)):
+        out[f"forward_transfer_{m}"] = metrics.forward_transfer(
+            run.metric(m), row[m], higher, after
+        )
+    return out
+
+
+def check_writable(run) -> None:
+    """RunError if eval may not write into the run: a run still training rewrites its manifest
+    from memory after every task and would drop manifest["eval"]."""
+    from lifelong.runs import RunError
+
+    if run.manifest.get("status") == "running":
+        raise RunError(f"{run.name}: still training (status running); --write when it is done")
+
+
+def store(run, result: dict) -> None:
+    """Merge computed entries into manifest["eval"], re-reading the manifest right before the
+    atomic write so nothing written meanwhile is lost."""
+    import json
+
+    from lifelong.runs import write_manifest
+
+    if not result["entries"]:
+        return
+    path = run.path / "manifest.json"
+    manifest = json.loads(path.read_text())
+    run.manifest = manifest
+    check_writable(run)
+    block = manifest.setdefault("eval", {"format": FORMAT, "metrics": {}})
+    block.setdefault("metrics", {}).update(result["entries"])
+    write_manifest(run.path, manifest)
+
+
+# -- printing -------------------------------------------------------------------------------
+
+
+def _num(v, spec: str = ".4f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _table(title: str, rows, row_label: str, n_cols: int, labels=None) -> list[str]:
+    """Rows named `row_label` + labels[k] (default k), columns task 0 .. n_cols-1."""
+    labels = list(range(len(rows))) if labels is None else labels
+    lines = [f"\n{title}", "        " + "".join(f"{'task ' + str(j):>10}" for j in range(n_cols))]
+    for label, row in zip(labels, rows, strict=False):
+        cells = "".join(f"{_num(v, '.4g'):>10}" for v in row)
+        lines.append(f"{row_label} {label:<2}" + cells)
+    return lines
+
+
+def format_eval(run, result: dict) -> list[str]:
+    """Printable lines for the computed/stored metrics and the skipped ones."""
+    lines = []
+    t = len(run.tasks)
+    after = run.snapshots
+    for name, v in result["values"].items():
+        tag = " (stored)" if name in result["stored"] else ""
+        head = f"{name}{tag}: {METRICS[name]}"
+        if name in ("iwelbo", "ssim", "ari"):
+            lines += _table(head, v, "after", t, after)
+        elif name == "frechet":
+            lines += _table(head, v["per_task"], "after", t, after)
+            seen = ", ".join(
+                f"after {a}: {_num(s, '.4g')}" for a, s in zip(after, v["seen"], strict=False)
+            )
+            lines.append(f"over seen tasks: {seen}")
+        elif name == "transfer":
+            lines += _table(head + f" (after task {after[-1]})", v[-1], "expert", t)
+        elif name in ("mig", "dci"):
+            lines.append(f"\n{head}")
+            for j, res in v.items():
+                if name == "mig":
+                    per = ", ".join(
+                        f"{f}={_num(p, '.3f')}"
+                        for f, p in zip(res["factor_names"], res["per_factor"], strict=False)
+                    )
+                    lines.append(f"task {j}: MIG {_num(res['mig'])} ({per})")
+                else:
+                    lines.append(
+                        f"task {j}: disentanglement {_num(res['disentanglement'])}, completeness"
+                        f" {_num(res['completeness'])}, informativeness"
+                        f" {_num(res['informativeness'])}"
+                    )
+        elif name == "forward":
+            lines.append(f"\n{head}")
+            for m in ("mse", "elbo"):
+                init = ", ".join(_num(x, ".4g") for x in v["initial"][m])
+                lines.append(f"untrained {m}: [{init}]")
+                lines.append(f"forward_transfer_{m}: {v[f'forward_transfer_{m}']}")
+    for name, why in result["skipped"].items():
+        lines.append(f"\n{name}: skipped ({why})")
+    return lines
+
+
+def stderr_log(msg: str) -> None:
+    print(msg, file=sys.stderr)
