@@ -18,25 +18,34 @@ cols[3].metric("Latent dim", card["latent_dim"])
 cols[4].metric("Snapshots", f"{card['snapshots']} · {card['size_mb']} MB")
 st.caption(" → ".join(f"**{j}** `{t}`" for j, t in enumerate(run.tasks)))
 
+NAMES = {
+    "mse": "reconstruction MSE",
+    "elbo": "ELBO (nats)",
+    "routing_accuracy": "routing accuracy",
+    "iwelbo": "IWELBO (nats)",
+    "frechet": "Fréchet distance (classifier features)",
+}
 metric = st.radio(
     "Forgetting matrix",
-    ["mse", "elbo", "routing_accuracy"],
+    summary.matrix_names(run) or ["mse"],
     horizontal=True,
-    format_func={
-        "mse": "reconstruction MSE",
-        "elbo": "ELBO (nats)",
-        "routing_accuracy": "routing accuracy",
-    }.get,
+    format_func=lambda n: NAMES.get(n, n),
 )
 z, xs, ys = overview.matrix_labels(run, metric)
 if z:
-    ui.figure(ui.heatmap(z, xs, ys, metric == "mse"), f"{run.name}-{metric}", "ov-matrix")
+    lower = metric in summary.LOWER_IS_BETTER
+    ui.figure(ui.heatmap(z, xs, ys, lower), f"{run.name}-{metric}", "ov-matrix")
     st.caption(
         "Row k: the model after task k; column j: evaluated on task j's test set "
         "(unseen tasks included, for forward transfer)."
     )
 else:
     st.info(f"This run has no {metric} values.")
+
+scalars = summary.eval_scalars(run)
+if scalars:
+    with st.expander("Evaluation stored by `python -m lifelong eval --write`"):
+        st.dataframe(scalars, hide_index=True, width="stretch")
 
 with st.expander("Task-boundary events (assignment, freezing, Dirichlet parameters, routing)"):
     st.dataframe(summary.event_rows(run, snap), hide_index=True, width="stretch")

@@ -13,7 +13,7 @@ import io
 
 import torch
 
-from lifelong.explore import images, overview
+from lifelong.explore import images, overview, summary
 
 
 @torch.no_grad()
@@ -65,7 +65,5 @@ def matrix_csv(run, name: str) -> str:
 
 
 def stored_metrics(run) -> list[str]:
-    """Names of the forgetting matrices the run's manifest holds, in a stable order."""
-    order = ["mse", "elbo", "psnr", "routing_accuracy"]
-    names = [n for n in run.manifest.get("metrics", {}) if run.metric(n)]
-    return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
+    """Names of the forgetting matrices the run holds (training metrics, then stored eval)."""
+    return summary.matrix_names(run)

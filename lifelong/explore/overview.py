@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from lifelong.explore import images
+from lifelong.explore import images, summary
 
 
 @torch.no_grad()
@@ -38,7 +38,7 @@ def pair_grid(x: torch.Tensor, recon: torch.Tensor, scale: int = 2):
 
 def matrix_labels(run, name: str) -> tuple[list[list[float | None]], list[str], list[str]]:
     """The forgetting matrix padded to square with None, and its axis labels."""
-    m = run.metric(name)
+    m = summary.matrix(run, name)
     t = len(run.tasks)
     rows = [list(r) + [None] * (t - len(r)) for r in m]
     return (

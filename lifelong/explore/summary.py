@@ -4,7 +4,51 @@ from __future__ import annotations
 
 from lifelong import metrics
 
-LOWER_IS_BETTER = {"mse"}
+LOWER_IS_BETTER = {"mse", "frechet", "transfer"}
+
+
+def matrix(run, name: str) -> list[list[float | None]]:
+    """Forgetting matrix `name` [after task k][task j]: from the training metrics, or from
+    the evaluation `python -m lifelong eval --write` stored in the manifest (iwelbo, ssim,
+    frechet per task, ari, transfer); [] if the run has neither."""
+    m = run.metric(name)
+    if m:
+        return m
+    from lifelong.runeval import stored_eval
+
+    value = stored_eval(run).get(name)
+    if isinstance(value, dict):
+        value = value.get("per_task")
+    if isinstance(value, list) and value and all(isinstance(r, list) for r in value):
+        return value
+    return []
+
+
+def matrix_names(run) -> list[str]:
+    """Every forgetting matrix the run holds, training metrics first."""
+    from lifelong.runeval import MATRIX
+
+    order = ["mse", "elbo", "psnr", "routing_accuracy", *MATRIX]
+    names = [n for n in order if matrix(run, n)]
+    return names + sorted(n for n in run.manifest.get("metrics", {}) if n not in names)
+
+
+def eval_scalars(run) -> list[dict]:
+    """The stored evaluation's single figures (MIG, DCI, Frechet over seen tasks, forward
+    transfer), one row each, for a table."""
+    from lifelong.runeval import METRICS, stored_eval
+
+    rows = []
+    for name, value in stored_eval(run).items():
+        if isinstance(value, dict):
+            for key, v in value.items():
+                if key != "per_task":
+                    rows.append(
+                        {"metric": f"{name} {key}", "value": str(v), "what": METRICS.get(name, "")}
+                    )
+        elif not isinstance(value, list):
+            rows.append({"metric": name, "value": str(value), "what": METRICS.get(name, "")})
+    return rows
 
 
 def run_report(run) -> dict:

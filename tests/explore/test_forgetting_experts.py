@@ -89,3 +89,19 @@ def test_grid_frames_highlighted_tiles():
     # the frame around tile 1 (columns 6..12) is red, the tiles themselves are unchanged
     assert tuple(marked[0, 8]) == images.HIGHLIGHT and tuple(plain[0, 8]) == (200, 200, 200)
     assert (marked[2:6, 2:6] == plain[2:6, 2:6]).all() and (marked[2:6, 8:12] == 128).all()
+
+
+def test_stored_evaluation_matrices_join_the_training_ones(tiny_run, tmp_path):
+    import shutil
+
+    from lifelong.__main__ import main
+    from lifelong.explore import overview, summary
+
+    run_dir = shutil.copytree(tiny_run, tmp_path / "evaluated")
+    assert "ssim" not in summary.matrix_names(open_run(run_dir))
+    assert main(["eval", str(run_dir), "--metrics", "ssim", "--write"]) == 0
+    run = open_run(run_dir)
+    assert summary.matrix_names(run)[:2] == ["mse", "elbo"] and "ssim" in summary.matrix_names(run)
+    z, xs, ys = overview.matrix_labels(run, "ssim")
+    assert len(z) == 2 and all(0 < v <= 1 for v in z[-1])
+    assert "ssim" in forgetting.stored_metrics(run)
