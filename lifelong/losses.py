@@ -92,3 +92,18 @@ def selection_probabilities(elbos: torch.Tensor) -> torch.Tensor:
     ELBOs are clamped below zero so the reciprocal stays finite.
     """
     return torch.softmax(-1.0 / elbos.clamp(max=-1e-3), dim=-1)
+
+
+def gumbel_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Paper 000 eq. 20: d_k = softmax_k((log d'_k + g_k) / T), g_k ~ Gumbel(0, 1), with
+    d' = softmax(logits); a relaxed one-hot sample, differentiable in the logits. [N, C]."""
+    log_p = torch.log_softmax(logits, dim=-1)
+    g = -torch.log(-torch.log(torch.rand_like(log_p).clamp(1e-20, 1.0 - 1e-7)))
+    return torch.softmax((log_p + g) / temperature, dim=-1)
+
+
+def categorical_kl_uniform(logits: torch.Tensor) -> torch.Tensor:
+    """KL(Cat(softmax(logits)) || uniform over C) = sum_k q_k log q_k + log C: [N, C] -> [N]
+    nats (the discrete term D_KL[q(d|x) || p(d)] of paper 000 eq. 18)."""
+    log_q = torch.log_softmax(logits, dim=-1)
+    return (log_q.exp() * log_q).sum(dim=-1) + math.log(logits.shape[-1])

@@ -5,15 +5,24 @@ from __future__ import annotations
 import dataclasses
 
 from lifelong.models.base import GenerativeModel, LatentBlock, config_from_dict, config_to_dict
+from lifelong.models.ewc import EWC, EWCConfig
 from lifelong.models.lmvae import LMVAE, LMVAEConfig
+from lifelong.models.vae import VAE, VAEConfig
 
 REGISTRY: dict[str, tuple[type[GenerativeModel], type]] = {
     "lmvae": (LMVAE, LMVAEConfig),
+    "vae": (VAE, VAEConfig),
+    "ewc": (EWC, EWCConfig),
 }
 
 DESCRIPTIONS = {
     "lmvae": "L-MVAE (paper 000): lifelong mixture of VAE experts, Dirichlet mixing, frozen "
-    "depository experts, eq. 7 routing; options: capacity objective, beta annealing, dynamic",
+    "depository experts, eq. 7 routing; options: capacity objective, beta annealing, dynamic, "
+    "supervision=supervised/semi (Gumbel-softmax class encoder, eqs. 18-23)",
+    "vae": "Baseline: one VAE (an L-MVAE expert's network) fine-tuned task after task (forgets); "
+    "joint=true trains on all tasks at once (JVAE upper bound)",
+    "ewc": "Baseline (paper 001 Sec. 5): the VAE plus EWC, diagonal Fisher of the ELBO summed "
+    "over tasks, anchored at the last task's weights",
 }
 
 

@@ -5,7 +5,8 @@ each new task the assignment step (eqs. 3-5) picks the expert that becomes the d
 task just finished; it is frozen for good and the Dirichlet parameters follow eq. 6. At test time
 an expert is selected per sample (eq. 7, Alg. 1 l. 17-19). Options: the disentangled objective
 with an annealed capacity (eq. 17), beta annealing (eq. 28) and the dynamic expansion L-MVAE-Dyn
-with a shared sub-encoder/sub-decoder and a novelty threshold (eqs. 24-26).
+with a shared sub-encoder/sub-decoder and a novelty threshold (eqs. 24-26). supervision=
+"supervised"/"semi" (eqs. 18-23) builds the subclass in lmvae_supervised.py.
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ class LMVAEConfig:
     novelty_threshold: float = 4.0  # S* of eq. 25 (mean L2 distance in pixel units, eq. 24)
     novelty_metric: str = "matched"  # eq. 24 over "matched" pairs (i = l) or all "pairs"
     novelty_samples: int = 1000  # N_j = N'_k of eq. 24
-    supervision: str = "none"  # "supervised" / "semi" (eqs. 18-23) arrive with a later issue
+    supervision: str = "none"  # "supervised" (eqs. 18-21) / "semi" (eqs. 22-23): lmvae_supervised
+    n_classes: int = 10  # categories of the discrete latent d (labels must be < n_classes)
+    temperature: float = 0.5  # T of the Gumbel-softmax eq. 20 (not given in the paper)
+    label_fraction: float = 1000 / 60000  # "semi": labelled share (Sec. VII-B: 1,000 MNIST)
+    semi_beta: float = 0.5  # "semi": beta of eq. 23 (Sec. VII-B)
 
     def validate(self) -> None:
         if self.objective not in ("elbo", "capacity"):
@@ -52,8 +57,12 @@ class LMVAEConfig:
             raise ValueError(
                 f"novelty_metric must be 'matched' or 'pairs', not {self.novelty_metric!r}"
             )
-        if self.supervision != "none":
-            raise ValueError("supervision: only 'none' is available so far (eqs. 18-23 pending)")
+        if self.supervision not in ("none", "supervised", "semi"):
+            raise ValueError(
+                f"supervision must be 'none', 'supervised' or 'semi', not {self.supervision!r}"
+            )
+        if self.n_classes < 2 or self.temperature <= 0 or not 0 < self.label_fraction <= 1:
+            raise ValueError("need n_classes >= 2, temperature > 0 and 0 < label_fraction <= 1")
         if not self.dynamic and 0 < self.n_experts < self.n_tasks:
             raise ValueError(
                 f"lmvae needs n_experts >= number of tasks ({self.n_experts} < {self.n_tasks});"
@@ -73,6 +82,15 @@ class LMVAE(GenerativeModel):
     family = "lmvae"
     config_cls = LMVAEConfig
     is_mixture = True
+
+    def __new__(cls, config: LMVAEConfig | None = None, arch: dict | None = None):
+        """supervision != "none" builds the supervised subclass, so the family key, the run
+        format and `Family(config, arch)` stay those of L-MVAE."""
+        if cls is LMVAE and config is not None and config.supervision != "none":
+            from lifelong.models.lmvae_supervised import SupervisedLMVAE
+
+            cls = SupervisedLMVAE
+        return super().__new__(cls)
 
     def __init__(self, config: LMVAEConfig, arch: dict | None = None):
         super().__init__(config)
@@ -171,12 +189,18 @@ class LMVAE(GenerativeModel):
             out[rows] = torch.sigmoid(self._logits(k, mu))
         return out
 
-    def sample(self, n: int, task: int | None = None, expert: int | None = None) -> torch.Tensor:
+    def _sampling_expert(self, task: int | None, expert: int | None) -> int:
+        """The expert `sample` draws from: the given one, the task's holder, or a random one of
+        the experts holding a task."""
         if expert is None and task is not None:
             expert = int(self.task_expert[task])
         if expert is None or expert < 0:
             held = [k for k in self.task_experts() if k >= 0] or self.experts()
             expert = held[int(torch.randint(len(held), ()))]
+        return expert
+
+    def sample(self, n: int, task: int | None = None, expert: int | None = None) -> torch.Tensor:
+        expert = self._sampling_expert(task, expert)
         z = torch.randn(n, self.config.latent_dim, device=self.device)
         return torch.sigmoid(self._logits(expert, z))
 
@@ -204,32 +228,41 @@ class LMVAE(GenerativeModel):
         ramp = min(1.0, self.progress / max(cfg.beta_warmup, 1e-8))
         return cfg.beta_start + (1.0 - cfg.beta_start) * ramp
 
+    def _mixing_weights(self, ks: list[int], device) -> torch.Tensor:
+        """Weights [len(ks)] of the trainable experts `ks` for one minibatch."""
+        if self.config.dynamic:
+            return torch.ones(1, device=device)  # Dyn trains one component with eq. 1
+        # w ~ Dir(a) per minibatch (Alg. 1 l. 6). Frozen experts have a = e, so their weight
+        # is ~0 and they get no gradient: we sample only the free coordinates, which by the
+        # Dirichlet aggregation property are Dir(a_free) once eq. 2 renormalises them.
+        a = self.alpha[ks].double()
+        return torch.distributions.Dirichlet(a).sample().clamp_min(1e-12).float().to(device)
+
     def loss(self, batch: dict[str, torch.Tensor], task: int) -> dict[str, torch.Tensor]:
-        cfg, x = self.config, batch["x"]
         ks = self.trainable.nonzero().flatten().tolist()
-        if cfg.dynamic:
-            w = torch.ones(1, device=x.device)  # Dyn trains one component with eq. 1
-        else:
-            # w ~ Dir(a) per minibatch (Alg. 1 l. 6). Frozen experts have a = e, so their weight
-            # is ~0 and they get no gradient: we sample only the free coordinates, which by the
-            # Dirichlet aggregation property are Dir(a_free) once eq. 2 renormalises them.
-            a = self.alpha[ks].double()
-            w = torch.distributions.Dirichlet(a).sample().clamp_min(1e-12).float()
+        w = self._mixing_weights(ks, batch["x"].device)
+        return self._mixture_loss([self._terms(k, batch["x"]) for k in ks], w)
+
+    def _mixture_loss(self, per_expert: list[dict], w: torch.Tensor, weight=None) -> dict:
+        """Eq. 2 over the experts' terms ({"rec", "kl"} [N] each) with weights w; the batch is
+        averaged, or summed with per-sample `weight` [N] (the semi-supervised eq. 23)."""
+        cfg = self.config
         beta, capacity = self._beta(), cfg.capacity_max * self.progress
-        objs, recs, kls = [], [], []
-        for k in ks:
-            terms = self._terms(k, x)
+        objs = []
+        for terms in per_expert:
             if cfg.objective == "capacity":
                 objs.append(losses.capacity_objective(terms, cfg.gamma, capacity))  # eq. 17
             else:
                 objs.append(losses.elbo(terms, beta))  # eq. 1, or eq. 28 when annealed
-            recs.append(terms["rec"])
-            kls.append(terms["kl"])
-        objective = losses.melbo(torch.stack(objs), w)  # eq. 2
+
+        def mix(values: list[torch.Tensor]) -> torch.Tensor:
+            v = losses.melbo(torch.stack(values), w)  # eq. 2
+            return v.mean() if weight is None else (v * weight).sum()
+
         out = {
-            "total": -objective.mean(),
-            "rec": -losses.melbo(torch.stack(recs), w).mean(),
-            "kl": losses.melbo(torch.stack(kls), w).mean(),
+            "total": -mix(objs),
+            "rec": -mix([t["rec"] for t in per_expert]),
+            "kl": mix([t["kl"] for t in per_expert]),
         }
         if cfg.beta_anneal:
             out["beta"] = torch.tensor(beta)
