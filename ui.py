@@ -157,6 +157,42 @@ def picture(img: np.ndarray, name: str, key: str, caption: str | None = None) ->
     )
 
 
+def upload_root() -> Path:
+    """Where uploaded runs are unpacked: the `runs` root, else the first listed root."""
+    roots = run_roots()
+    return roots.get("runs") or next(iter(roots.values()))
+
+
+def upload_run() -> None:
+    """A zipped run folder from elsewhere, validated by lifelong.archive and unpacked under
+    upload_root(); it then appears in the run picker. Refusals say exactly why."""
+    from lifelong import archive
+
+    up = st.file_uploader("Upload a run (.zip)", type=["zip"], key="run_zip")
+    if up is None or st.session_state.get("_uploaded") == up.file_id:
+        return
+    st.session_state["_uploaded"] = up.file_id
+    try:
+        dest = archive.import_zip(up.getvalue(), upload_root(), fallback_name=Path(up.name).stem)
+    except archive.ArchiveError as exc:
+        st.error(f"{up.name}: {exc}")
+        return
+    st.session_state["_pick"] = f"{upload_root().name}/{dest.name}"  # picked on the rerun
+    st.rerun()
+
+
+@st.cache_data(max_entries=4, show_spinner="Packing the run ...")
+def _zip(path: str, mtime: float) -> bytes:
+    from lifelong import archive
+
+    return archive.export_zip(path)
+
+
+def run_zip(run: runs.Run) -> bytes:
+    """The run folder as a zip (its own files only), cached until the manifest changes."""
+    return _zip(str(run.path), _mtime(run.path))
+
+
 def sidebar() -> tuple[runs.Run | None, int | None]:
     """Run and snapshot pickers; stores the choice in session_state for every page."""
     options = available_runs()
@@ -166,6 +202,8 @@ def sidebar() -> tuple[runs.Run | None, int | None]:
             st.info("No runs yet: train one with `python -m lifelong train ...`.")
             return None, None
         labels = list(options)
+        if st.session_state.get("_pick") in labels:
+            st.session_state["run_label"] = st.session_state.pop("_pick")
         label = st.selectbox("Run", labels, key="run_label", label_visibility="collapsed")
         other = st.text_input("Open another run folder", key="other_run", placeholder="path/to/run")
         if other and st.session_state.get("_added") != other:
@@ -175,6 +213,7 @@ def sidebar() -> tuple[runs.Run | None, int | None]:
                 st.rerun()
             else:
                 st.error(f"{other}: no such folder")
+        upload_run()
         try:
             run = open_run(options[label])
         except runs.RunError as exc:

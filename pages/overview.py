@@ -17,6 +17,8 @@ cols[2].metric("Experts", card["experts"] if card["experts"] is not None else "�
 cols[3].metric("Latent dim", card["latent_dim"])
 cols[4].metric("Snapshots", f"{card['snapshots']} · {card['size_mb']} MB")
 st.caption(" → ".join(f"**{j}** `{t}`" for j, t in enumerate(run.tasks)))
+if st.toggle("Export this run", key="ov_export"):
+    st.download_button("Run folder (.zip)", ui.run_zip(run), f"{run.name}.zip", "application/zip")
 
 NAMES = {
     "mse": "reconstruction MSE",
