@@ -92,9 +92,14 @@ def test_sets(run: runs.Run) -> list[ldata.TaskData]:
 
 def available_runs() -> dict[str, Path]:
     """Label -> folder for every run under pretrained/ and runs/, plus ones the user added."""
+    from lifelong.zoo import ZOO
+
+    order = {z["name"]: i for i, z in enumerate(ZOO)}  # the zoo's own order: L-MVAE first
     found = {}
     for label, root in run_roots().items():
-        for p in runs.find_runs(root):
+        for p in sorted(
+            runs.find_runs(root), key=lambda p: (order.get(p.name, len(order)), p.name)
+        ):
             found[f"{label}/{p.name}"] = p
     for p in st.session_state.get("extra_runs", []):
         found[str(p)] = Path(p)

@@ -62,8 +62,11 @@ def server(tiny_run, tmp_path_factory):
     pytest.importorskip("playwright.sync_api")
     roots = os.environ.get("LIFELONG_E2E_RUN_ROOTS") or str(tiny_run.parent)
     from lifelong import runs
+    from lifelong.zoo import ZOO
 
+    order = {z["name"]: i for i, z in enumerate(ZOO)}  # the app's picker order
     found = [p for r in roots.split(os.pathsep) if r for p in runs.find_runs(ROOT / r)]
+    found.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
     if not found:
         pytest.skip(f"no run under {roots}")
     port = free_port()
