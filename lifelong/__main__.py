@@ -184,11 +184,25 @@ def _pretrain(args) -> int:
                 store_dtype="float16",
             )
         )
+        _zoo_eval(tmp, entry.get("eval", ZOO_EVAL))
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
         print(f"wrote {target}")
     write_index(out_root)
     return 0
+
+
+ZOO_EVAL = "iwelbo,ssim,frechet,mig,dci,forward"
+
+
+def _zoo_eval(run_dir: Path, metrics: str) -> None:
+    """Store the zoo's headline metrics in the run's manifest (the app shows them as they are)."""
+    from lifelong import runeval
+    from lifelong.runs import open_run
+
+    run = open_run(run_dir)
+    result = runeval.evaluate_run(run, runeval.parse_metrics(metrics), log=runeval.stderr_log)
+    runeval.store(run, result)
 
 
 def _feature_classifier(path: Path, args) -> None:
