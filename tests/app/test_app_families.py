@@ -8,7 +8,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lifelong.models import REGISTRY
-
 from tests.app.conftest import APP
 
 PAGES = [
