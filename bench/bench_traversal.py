@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,15 +54,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
+
 BUDGET_RERUN_P95_MS = 15.0
 BUDGET_RATIO = 1.5
 BUDGET_COLD_S = 8.0
@@ -141,12 +133,6 @@ FRAGMENT_APP = textwrap.dedent(
     empty_fragment()
     '''
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(script: Path, env: dict, log: Path) -> tuple[subprocess.Popen, str]:
