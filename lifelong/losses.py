@@ -107,3 +107,68 @@ def categorical_kl_uniform(logits: torch.Tensor) -> torch.Tensor:
     nats (the discrete term D_KL[q(d|x) || p(d)] of paper 000 eq. 18)."""
     log_q = torch.log_softmax(logits, dim=-1)
     return (log_q.exp() * log_q).sum(dim=-1) + math.log(logits.shape[-1])
+
+
+def dirichlet_kl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """KL(Dir(a) || Dir(b)), paper 002 eq. 28: a [N, K] (or [K]), b broadcastable -> [N] nats.
+
+    log G(a0) - sum log G(a_i) - log G(b0) + sum log G(b_i) + sum (a_i - b_i)(psi(a_i) - psi(a0))
+    with a0 = sum_i a_i, b0 = sum_i b_i.
+    """
+    b = b.expand_as(a)
+    a0, b0 = a.sum(-1), b.sum(-1)
+    return (
+        torch.lgamma(a0)
+        - torch.lgamma(a).sum(-1)
+        - torch.lgamma(b0)
+        + torch.lgamma(b).sum(-1)
+        + ((a - b) * (torch.digamma(a) - torch.digamma(a0)[..., None])).sum(-1)
+    )
+
+
+def relaxed_keep_mask(drop_logit: torch.Tensor, temperature: float, shape) -> torch.Tensor:
+    """Paper 002 eq. 22: m = e^((log(1-p) + g1)/T) / (e^((log(1-p) + g1)/T) + e^((log p + g2)/T))
+    with p = sigmoid(drop_logit) [K], g1, g2 ~ Gumbel(0, 1): a relaxed Bernoulli(1 - p) keep mask
+    of `shape` (..., K), differentiable in p. Eq. 22 as printed has log(1-p) in both terms, which
+    would make m independent of p; the second term must be log p (a two-class Gumbel-softmax
+    over keep/drop, eq. 21), else the dropout rate could not be learnt."""
+    u = torch.rand(*shape, 2, device=drop_logit.device).clamp(1e-10, 1.0 - 1e-7)
+    g = -torch.log(-torch.log(u))
+    keep = (F.logsigmoid(-drop_logit) + g[..., 0]) / temperature
+    drop = (F.logsigmoid(drop_logit) + g[..., 1]) / temperature
+    return torch.sigmoid(keep - drop)
+
+
+def bernoulli_entropy(p: torch.Tensor) -> torch.Tensor:
+    """H(p) = -p log p - (1-p) log(1-p) (paper 002 eq. 23), elementwise, in nats."""
+    p = p.clamp(1e-7, 1.0 - 1e-7)
+    return -p * torch.log(p) - (1.0 - p) * torch.log1p(-p)
+
+
+# Kingma, Salimans & Welling (2015), "Variational dropout and the local reparameterization
+# trick", eq. 10: -KL ~ 0.5 log a + c1 a + c2 a^2 + c3 a^3 + const, for a <= 1.
+_VD_C = (1.16145124, -1.50204118, 0.58629921)
+
+
+def gaussian_dropout_kl(tau: torch.Tensor) -> torch.Tensor:
+    """Paper 002 eq. 19: KL(q(m) || p(m)) ~ c - 0.5 log tau - c1 tau - c2 tau^2 - c3 tau^3 for a
+    Gaussian dropout mask m ~ N(1, tau), tau = p / (1 - p) <= 1, elementwise. The constants are
+    those of Kingma et al. (2015), the paper's [42]; c = c1 + c2 + c3 puts the minimum, 0, at
+    tau = 1 (the KL decreases on (0, 1], so it pushes every mask towards more noise)."""
+    c1, c2, c3 = _VD_C
+    return (c1 + c2 + c3) - 0.5 * torch.log(tau) - c1 * tau - c2 * tau**2 - c3 * tau**3
+
+
+def categorical_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """KL(Cat(softmax(p_logits)) || Cat(softmax(q_logits))): [N, Jp], [N, Jq] -> [N] nats.
+
+    With Jp < Jq, p is zero-padded to Jq categories (paper 001 App. 9.8: a teacher's smaller
+    discrete posterior against a grown student); padded entries contribute 0 log 0 = 0."""
+    log_p = torch.log_softmax(p_logits, dim=-1)
+    log_q = torch.log_softmax(q_logits, dim=-1)[..., : p_logits.shape[-1]]
+    return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+
+
+def gaussian_entropy(logvar: torch.Tensor) -> torch.Tensor:
+    """Differential entropy of N(mu, diag(exp(logvar))), summed over dims: [N, d] -> [N] nats."""
+    return 0.5 * (logvar + math.log(2 * math.pi * math.e)).sum(dim=-1)

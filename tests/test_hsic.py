@@ -1,0 +1,123 @@
+"""HSIC / dHSIC (paper 002 eqs. 13-15; Pfister et al. 2018): values, not only shapes."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from lifelong import hsic
+
+
+def _pairs(seed: int = 0, n: int = 400):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=g)
+    independent = torch.randn(n, 3, generator=g)
+    dependent = x + 0.1 * torch.randn(n, 3, generator=g)
+    return x, independent, dependent
+
+
+def test_independent_codes_give_near_zero_hsic_and_dependent_ones_do_not():
+    x, ind, dep = _pairs()
+    h_ind, h_dep = float(hsic.hsic(x, ind)), float(hsic.hsic(x, dep))
+    assert 0 <= h_ind < 2e-3
+    assert h_dep > 20 * h_ind
+    # Dependence that correlation misses: y = x^2 (uncorrelated with x, fully dependent).
+    g = torch.Generator().manual_seed(1)
+    u = torch.randn(400, 1, generator=g)
+    assert float(hsic.hsic(u, u**2)) > 10 * float(hsic.hsic(u, torch.randn(400, 1, generator=g)))
+
+
+def test_independent_hsic_shrinks_with_n():
+    """The V-statistic's bias is O(1/n): for independent codes it goes to 0 as n grows."""
+    vals = []
+    for n in (100, 1600):
+        g = torch.Generator().manual_seed(n)
+        x, y = torch.randn(n, 2, generator=g), torch.randn(n, 2, generator=g)
+        vals.append(float(hsic.hsic(x, y)))
+    assert vals[1] < vals[0] / 5
+
+
+def test_dhsic_of_two_variables_is_pairwise_hsic_and_the_trace_formula():
+    x, _, dep = _pairs(n=120)
+    n = len(x)
+    k, l = hsic.gram(x), hsic.gram(dep)
+    h = torch.eye(n) - torch.full((n, n), 1.0 / n)
+    trace = torch.trace(k @ h @ l @ h) / n**2  # Gretton et al. (2005), biased HSIC
+    assert torch.allclose(hsic.dhsic([x, dep]), hsic.hsic(x, dep), rtol=1e-5)
+    assert torch.allclose(hsic.hsic(x, dep), trace, rtol=1e-4)
+    res = hsic.hsic_matrix([x, dep])
+    assert torch.allclose(res.matrix[0, 1], trace, rtol=1e-4)
+    assert torch.allclose(res.joint, trace, rtol=1e-4)
+
+
+def test_dhsic_is_the_mmd_between_joint_and_product_of_marginals():
+    """dHSIC = |mu_joint - mu_1 x mu_2 x mu_3|^2 in the product-kernel RKHS, computed here by
+    brute force over all n^3 tuples of the product of the empirical marginals."""
+    g = torch.Generator().manual_seed(3)
+    n = 6
+    a = torch.randn(n, 2, generator=g)
+    b = a[:, :1] + 0.3 * torch.randn(n, 1, generator=g)
+    c = torch.randn(n, 2, generator=g)
+    ks = [hsic.gram(v, 1.0) for v in (a, b, c)]
+    tuples = list(itertools.product(range(n), repeat=3))
+    joint = [(i, i, i) for i in range(n)]
+
+    def mean_kernel(p, q):
+        return sum(math.prod(float(ks[j][s[j], t[j]]) for j in range(3)) for s in p for t in q) / (
+            len(p) * len(q)
+        )
+
+    mmd = mean_kernel(joint, joint) + mean_kernel(tuples, tuples) - 2 * mean_kernel(joint, tuples)
+    assert math.isclose(float(hsic.dhsic([a, b, c], 1.0)), mmd, rel_tol=1e-4)
+
+
+def test_matrix_is_symmetric_and_matches_pairwise_calls():
+    g = torch.Generator().manual_seed(2)
+    base = torch.randn(200, 2, generator=g)
+    codes = [base + 0.5 * torch.randn(200, 2, generator=g) for _ in range(3)]
+    codes.append(torch.randn(200, 4, generator=g))
+    res = hsic.hsic_matrix(codes)
+    assert torch.allclose(res.matrix, res.matrix.T)
+    for i, j in itertools.combinations(range(4), 2):
+        assert torch.allclose(res.matrix[i, j], hsic.hsic(codes[i], codes[j]), rtol=1e-4)
+        flipped = hsic.hsic(codes[j], codes[i])
+        assert torch.allclose(hsic.hsic(codes[i], codes[j]), flipped, rtol=1e-4)
+    assert torch.allclose(res.joint, hsic.dhsic(codes), rtol=1e-5)
+    # The three noisy copies of `base` depend on each other; the fourth code on none of them.
+    assert float(res.matrix[:3, 3].max()) < float(res.matrix[0, 1]) / 5
+    norm = hsic.hsic_matrix(codes, normalise=True).matrix
+    assert torch.allclose(norm.diagonal(), torch.ones(4)) and float(norm.max()) <= 1 + 1e-5
+
+
+def test_median_heuristic_bandwidth_on_a_known_example():
+    x = torch.tensor([[0.0], [1.0], [3.0]])  # distances 1, 2, 3 -> median 2
+    assert hsic.median_bandwidth(x) == pytest.approx(2.0)
+    four = torch.tensor([[0.0], [1.0], [3.0], [7.0]])  # 1, 3, 7, 2, 6, 4 -> (3 + 4) / 2
+    assert hsic.median_bandwidth(four) == pytest.approx(3.5)
+    pts = torch.tensor([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])  # 5, 10, 5 in 2-D
+    assert hsic.median_bandwidth(pts) == pytest.approx(5.0)
+    k = hsic.gram(x)
+    assert float(k[0, 2]) == pytest.approx(math.exp(-9 / 8))
+    # Overrides: one bandwidth for all, or one per variable; the median is scale-equivariant.
+    assert hsic.hsic_matrix([x, 2 * x]).bandwidths == pytest.approx([2.0, 4.0])
+    assert hsic.hsic_matrix([x, 2 * x], bandwidth=[1.0, 3.0]).bandwidths == [1.0, 3.0]
+    with pytest.raises(ValueError):
+        hsic.hsic_matrix([x, x], bandwidth=[1.0])
+
+
+def test_hsic_is_differentiable_and_its_gradient_reduces_dependence():
+    x, _, dep = _pairs(n=128)
+    y = dep.clone().requires_grad_(True)
+    # Adam: HSIC values are ~1e-2 with per-sample gradients ~1/n, so plain SGD barely moves.
+    opt = torch.optim.Adam([y], lr=0.05)
+    start = float(hsic.hsic(x, y.detach()))
+    for _ in range(30):
+        loss = hsic.dhsic([x, y])
+        opt.zero_grad()
+        loss.backward()
+        assert torch.isfinite(y.grad).all()
+        opt.step()
+    assert float(hsic.hsic(x, y.detach())) < start / 4
