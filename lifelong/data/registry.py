@@ -13,6 +13,10 @@ order they are applied (and written in the normalised spec):
     invert        1 - x
     rgb           repeat the grey channel to 3 channels
 
+A dataset may also declare options of its own (`DatasetInfo.own_options`, e.g. textured's
+fg= and texture=): each takes one of a fixed list of values, is given to its loader as a
+keyword, and comes first in the normalised spec.
+
 Adding a dataset is one `register(DatasetInfo(...))` call with a loader returning `Raw`.
 """
 
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import embedded, glyphs, idx, transforms
+from . import embedded, glyphs, idx, textured, transforms
 from .base import DataError, TaskData
 
 SPLITS = ("train", "test")
@@ -60,6 +64,7 @@ class DatasetInfo:
     path: str = "never"
     default_path: str | None = None
     extra: dict = field(default_factory=dict)
+    own_options: dict = field(default_factory=dict)  # key -> valid values (str), to `load`
 
 
 REGISTRY: dict[str, DatasetInfo] = {}
@@ -86,7 +91,8 @@ SIZE_RANGE = (8, 256)
 
 
 def _valid_options(info: DatasetInfo) -> list[str]:
-    return [u for k, (_, u) in OPTIONS.items() if k != "path" or info.path != "never"]
+    own = [f"{k}={'|'.join(v)}" for k, v in info.own_options.items()]
+    return own + [u for k, (_, u) in OPTIONS.items() if k != "path" or info.path != "never"]
 
 
 def _file_datasets() -> str:
@@ -176,8 +182,9 @@ class Spec:
     @property
     def name(self) -> str:
         """Normalised spec string: lower-case name, options in application order."""
+        own = [f"{k}={self.options[k]}" for k in self.info.own_options if k in self.options]
         opts = [_format_option(k, self.options[k]) for k in OPTIONS if k in self.options]
-        return ":".join([self.info.name, *opts])
+        return ":".join([self.info.name, *own, *opts])
 
 
 def parse_spec(spec: str) -> Spec:
@@ -197,6 +204,19 @@ def parse_spec(spec: str) -> Spec:
         key = key.lower()
         if not key:
             raise DataError(f"empty option in '{text}'; valid options: " + _usage(info))
+        if key in info.own_options:
+            valid = info.own_options[key]
+            if key in opts:
+                raise DataError(f"option '{key}' given twice in '{text}'")
+            if not eq:
+                usage = f"{key}={'|'.join(valid)}"
+                raise DataError(f"option '{key}' in '{text}' needs a value: {usage}")
+            if val.lower() not in valid:
+                raise DataError(
+                    f"bad value for {key} in '{text}': '{val}'; valid: {', '.join(valid)}"
+                )
+            opts[key] = val.lower()
+            continue
         if key not in OPTIONS:
             raise DataError(f"unknown option '{key}' in '{text}'; valid options: " + _usage(info))
         if key == "path" and info.path == "never":
@@ -256,7 +276,8 @@ def load_task(spec: str, split: str = "train", seed: int = 0) -> TaskData:
         raise DataError(f"unknown split '{split}'; valid splits: {', '.join(SPLITS)}")
     s = parse_spec(spec)
     o = s.options
-    raw = s.info.load(split, int(seed), o.get("path"))
+    own = {k: o[k] for k in s.info.own_options if k in o}
+    raw = s.info.load(split, int(seed), o.get("path"), **own)
     x = torch.from_numpy(np.ascontiguousarray(raw.x))
     x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float().clone()
     if x.dim() == 3:
@@ -323,6 +344,11 @@ def _shapes(split: str, seed: int, path: str | None) -> Raw:
     return Raw(x, y, embedded.SHAPE_CLASSES, f, embedded.SHAPE_FACTORS)
 
 
+def _textured(split: str, seed: int, path: str | None, **own) -> Raw:
+    x, y, classes, f = textured.textured(split, seed, **own)
+    return Raw(x, y, classes, f, list(textured.FACTORS))
+
+
 def _idx_loader(name: str, classes: list[str], hint: str = ""):
     def load(split: str, seed: int, path: str | None) -> Raw:
         directory = path
@@ -375,4 +401,12 @@ register(DatasetInfo(
     name="kmnist", purpose="Kuzushiji-MNIST cursive hiragana from your IDX files",
     load=_idx_loader("kmnist", idx.KMNIST_CLASSES), classes=tuple(idx.KMNIST_CLASSES),
     train="from files", test="from files", path="required",
+))  # fmt: skip
+register(DatasetInfo(
+    name="textured",
+    purpose="digits (or glyphs) over procedural textures, labelled by foreground class: "
+    "CPVAE's Grassy-MNIST (shared background, private foreground; classes= makes populations)",
+    load=_textured, classes=None, train=embedded.DIGITS_TRAIN, test=embedded.DIGITS_TEST,
+    extra={"classes": "10/49", "factors": list(textured.FACTORS)},
+    own_options={"fg": textured.FOREGROUNDS, "texture": textured.TEXTURES},
 ))  # fmt: skip

@@ -88,7 +88,7 @@ def test_image_shape_matches_data(spec, shape):
 
 def test_datasets_listing():
     info = {d["name"]: d for d in datasets()}
-    assert list(info) == ["digits", "glyphs", "shapes", "mnist", "fashion", "kmnist"]
+    assert list(info) == ["digits", "glyphs", "shapes", "mnist", "fashion", "kmnist", "textured"]
     for d in info.values():
         assert {"name", "shape", "train", "test", "purpose", "options"} <= set(d)
         assert d["shape"] == "1x28x28" and "\n" not in d["purpose"]
