@@ -5,17 +5,25 @@ from __future__ import annotations
 import dataclasses
 
 from lifelong.models.base import GenerativeModel, LatentBlock, config_from_dict, config_to_dict
+from lifelong.models.cpvae import CPVAE, CPVAEConfig
 from lifelong.models.ewc import EWC, EWCConfig
+from lifelong.models.lgm import LGM, LGMConfig
 from lifelong.models.lmvae import LMVAE, LMVAEConfig
+from lifelong.models.mvae import MVAE, MVAEConfig
 from lifelong.models.vae import VAE, VAEConfig
 
 REGISTRY: dict[str, tuple[type[GenerativeModel], type]] = {
     "lmvae": (LMVAE, LMVAEConfig),
     "vae": (VAE, VAEConfig),
     "ewc": (EWC, EWCConfig),
+    "lgm": (LGM, LGMConfig),
+    "cpvae": (CPVAE, CPVAEConfig),
+    "mvae": (MVAE, MVAEConfig),
 }
 
 DESCRIPTIONS = {
+    "lgm": "LGM (paper 001): student-teacher VAE with generative replay (pi = 1/(k+1)), discrete "
+    "z_d (Gumbel-softmax, grows per task) + Gaussian z_c, consistency and info-restricting terms",
     "lmvae": "L-MVAE (paper 000): lifelong mixture of VAE experts, Dirichlet mixing, frozen "
     "depository experts, eq. 7 routing; options: capacity objective, beta annealing, dynamic, "
     "supervision=supervised/semi (Gumbel-softmax class encoder, eqs. 18-23)",
@@ -23,6 +31,12 @@ DESCRIPTIONS = {
     "joint=true trains on all tasks at once (JVAE upper bound)",
     "ewc": "Baseline (paper 001 Sec. 5): the VAE plus EWC, diagonal Fisher of the ELBO summed "
     "over tasks, anchored at the last task's weights",
+    "cpvae": "CPVAE (paper 004): shared z + private t_k per population (task), additive decoder, "
+    "MI-regularised eq. 6 with annealed alpha, eqs. 7-8 population classification; all "
+    "populations together unless sequential=true",
+    "mvae": "MVAE (paper 002): K encoders + single-layer sub-decoders mixed by Dirichlet weights "
+    "into one mix-decoder, dHSIC regulariser beta; dropout=gs/gau prunes components (Sec. V-G); "
+    "trained on the union of tasks unless sequential=true",
 }
 
 

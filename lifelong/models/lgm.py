@@ -1,0 +1,420 @@
+"""LGM: lifelong generative modelling with a student-teacher VAE (Ramapuram, Gregorova, Kalousis,
+Neurocomputing 2020; paper 001 in shared/seeds).
+
+One VAE (the student) learns the tasks in order. Before each new task the student is frozen and
+becomes the teacher; the new student starts from its weights (Sec. 4) and sees batches that mix
+the new task's real images with the teacher's generations so that, after k earlier tasks, the
+real share is pi = 1/(k+1) (Sec. 4: omega ~ Ber(pi), omega = 1 real). The latent is a discrete
+block z_d (Gumbel-softmax relaxed categorical, App. 9.7) and an independent Gaussian block z_c
+(Sec. 4.3). The objective is eq. 10: the augmented ELBO, the consistency regulariser between the
+student's and the teacher's z_d posteriors on the replayed images (eq. 10, Sec. 4.1) and the
+information-restricting term lambda * L_I on z_c (eq. 9, Sec. 4.4). z_d starts with one category
+and grows by one per task; the student receives the teacher's weights zero-padded to the new
+size (App. 9.3 table, App. 9.8).
+
+Networks are those of the baselines (nets.py): ConvBody -> GaussianHead for z_c, a discrete
+head (hidden layer, then logits) on the same body, DecoderHead on [z_c, z_d] -> DeconvBody.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lifelong import losses
+from lifelong.models.base import Codes, GenerativeModel, LatentBlock, Posterior
+from lifelong.models.nets import ConvBody, DecoderHead, DeconvBody, GaussianHead, feature_grid
+
+
+@dataclass
+class LGMConfig:
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    n_tasks: int = 1
+    latent_dim: int = 10  # |z_c|, the continuous block
+    channels: int = 32
+    hidden: int = 128
+    lr: float = 1e-3
+    discrete_dim: int = 1  # initial |z_d| (App. 9.3 table: lifelong models start with 1)
+    grow_discrete: bool = True  # App. 9.8: |z_d| += 1 at every new task
+    # App. 9.8 re-initialises the layers into and out of z_d ("reinit", Glorot); "transfer"
+    # copies them too and zero-pads the new category (see `grow`).
+    grow_init: str = "transfer"
+    consistency: bool = True  # eq. 10 consistency regulariser (Fig. 12a ablation: False)
+    info_restrict: bool = True  # eq. 9 information-restricting term (Fig. 12a ablation: False)
+    info_lambda: float = 0.01  # lambda of eq. 10 (Sec. 4.6: 0.01 for every experiment)
+    tau_start: float = 1.0  # Gumbel-softmax temperature at the start of each task (App. 9.7)
+    tau_min: float = 0.5  # ... annealed exponentially to this at the end of the task
+    replay_grid: int = 16  # replayed samples recorded per task for inspection (0: none)
+
+    def validate(self) -> None:
+        if min(self.latent_dim, self.channels, self.hidden, self.n_tasks, self.discrete_dim) < 1:
+            raise ValueError("latent_dim, channels, hidden, n_tasks and discrete_dim must be >= 1")
+        if self.grow_init not in ("transfer", "reinit"):
+            raise ValueError(f"grow_init must be 'transfer' or 'reinit', not {self.grow_init!r}")
+        if self.info_lambda < 0 or self.replay_grid < 0:
+            raise ValueError("info_lambda and replay_grid must be >= 0")
+        if not 0 < self.tau_min <= self.tau_start:
+            raise ValueError(
+                f"need 0 < tau_min <= tau_start (got {self.tau_min}, {self.tau_start})"
+            )
+
+
+class LGMNet(nn.Module):
+    """One VAE of the student-teacher pair with J = `discrete_dim` categories.
+
+    x [N, C, H, W] -> (logits [N, J], mu [N, d], logvar [N, d]); (z_d [N, J], z_c [N, d]) ->
+    Bernoulli logits [N, C, H, W]. The decoder reads [z_c, z_d] so that growing z_d appends a
+    column to its first layer."""
+
+    def __init__(self, cfg: LGMConfig, discrete_dim: int):
+        super().__init__()
+        c, size, _ = cfg.image_shape
+        features = cfg.channels * feature_grid(size) ** 2
+        self.discrete_dim = discrete_dim
+        self.enc_body = ConvBody(c, size, cfg.channels)
+        self.enc_head = GaussianHead(features, cfg.latent_dim, cfg.hidden)  # Q(z_c|x)
+        self.disc_head = nn.Sequential(  # Q(z_d|x) as logits
+            nn.Linear(features, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, discrete_dim)
+        )
+        self.dec_head = DecoderHead(cfg.latent_dim + discrete_dim, features, cfg.hidden)
+        self.dec_body = DeconvBody(c, size, cfg.channels)
+
+    def posterior(self, x: torch.Tensor):
+        h = self.enc_body(x)
+        mu, logvar = self.enc_head(h)
+        return self.disc_head(h), mu, logvar
+
+    def decode_logits(self, zd: torch.Tensor, zc: torch.Tensor) -> torch.Tensor:
+        return self.dec_body(self.dec_head(torch.cat([zc, zd], dim=1)))
+
+
+def grow(net: LGMNet, cfg: LGMConfig, new_dim: int, init: str = "transfer") -> LGMNet:
+    """A copy of `net` with `new_dim` >= J discrete categories (App. 9.8).
+
+    Every weight is copied except the two layers around z_d: the last discrete-head layer
+    [J, hidden] and the decoder's first layer [hidden, d + J]. With init="transfer" their old
+    rows/columns are copied too, the decoder's new input columns are zero (zero-padding: for any
+    old code the grown decoder's output is bit-identical to the old one, and the first J logits
+    are unchanged) and the new logit rows keep their fresh default initialisation. With
+    init="reinit" both layers are re-initialised with Glorot (xavier-uniform, zero bias), as
+    App. 9.8 prescribes for the weights "immediately surrounding the projection into and out of
+    the latent distribution"."""
+    old_dim = net.discrete_dim
+    new = LGMNet(cfg, new_dim).to(next(net.parameters()).device)
+    head_out, dec_in = "disc_head.2", "dec_head.net.0"
+    state = net.state_dict()
+    with torch.no_grad():
+        new.load_state_dict(
+            {k: v for k, v in state.items() if not k.startswith((head_out, dec_in))}, strict=False
+        )
+        out_layer, in_layer = new.disc_head[2], new.dec_head.net[0]
+        if init == "reinit":
+            for layer in (out_layer, in_layer):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        else:
+            out_layer.weight[:old_dim] = state[f"{head_out}.weight"]
+            out_layer.bias[:old_dim] = state[f"{head_out}.bias"]
+            nb = getattr(cfg, "new_code_bias", None)
+            if nb is not None:
+                out_layer.bias[old_dim:] = state[f"{head_out}.bias"].max() + nb
+            width = cfg.latent_dim + old_dim
+            in_layer.weight.zero_()
+            in_layer.weight[:, :width] = state[f"{dec_in}.weight"]
+            in_layer.bias.copy_(state[f"{dec_in}.bias"])
+            if getattr(cfg, "new_col", "zero") == "mean":
+                cols = state[f"{dec_in}.weight"][:, cfg.latent_dim :]
+                in_layer.weight[:, width:] = cols.mean(1, keepdim=True)
+    return new
+
+
+def consistency_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+    """Consistency regulariser of eq. 10 on replayed images: KL between the teacher's z_d
+    posterior [N, J_t], zero-padded to the student's J >= J_t categories (App. 9.8), and the
+    student's [N, J] -> [N] nats.
+
+    Direction: eq. 10 prints KL[Q_student || Q_teacher], but a zero-padded teacher gives the
+    new category probability 0 while a softmax student always gives it some mass, so that
+    direction is infinite; only KL[Q_teacher || Q_student] is finite under zero-padding, and
+    App. 9.9 reports no difference between the two directions. It is 0 iff the student's
+    posterior equals the padded teacher's."""
+    return losses.categorical_kl(teacher_logits, student_logits)
+
+
+class LGM(GenerativeModel):
+    """Student-teacher lifelong VAE. `student` is the model; `teacher` (None before task 1) is
+    the frozen previous student, kept in the state dict so a snapshot is complete."""
+
+    family = "lgm"
+    config_cls = LGMConfig
+
+    def __init__(self, config: LGMConfig, arch: dict | None = None):
+        super().__init__(config)
+        config.validate()
+        arch = arch or {}
+        self.student = LGMNet(config, int(arch.get("discrete_dim", config.discrete_dim)))
+        teacher_dim = int(arch.get("teacher_dim", 0))
+        self.register_module(
+            "teacher", self._frozen(LGMNet(config, teacher_dim)) if teacher_dim else None
+        )
+        c, h, w = config.image_shape
+        # Replayed samples recorded at the start of each task (uint8 pixels: small snapshots).
+        self.register_buffer(
+            "replay_images",
+            torch.zeros(config.n_tasks, config.replay_grid, c, h, w, dtype=torch.uint8),
+        )
+        self.register_buffer("replay_recorded", torch.zeros(config.n_tasks, dtype=torch.bool))
+        # The z_d category each task's data is encoded to (after_task); -1 before that.
+        self.register_buffer("task_code", torch.full((config.n_tasks,), -1, dtype=torch.long))
+
+    @staticmethod
+    def _frozen(net: LGMNet) -> LGMNet:
+        for p in net.parameters():
+            p.requires_grad_(False)
+            p.grad = None
+        return net.eval()
+
+    # -- structure -----------------------------------------------------------------------
+    @property
+    def discrete_dim(self) -> int:
+        return self.student.discrete_dim
+
+    def arch(self) -> dict:
+        return {
+            "discrete_dim": self.discrete_dim,
+            "teacher_dim": self.teacher.discrete_dim if self.teacher is not None else 0,
+        }
+
+    def latent_blocks(self) -> list[LatentBlock]:
+        return [
+            LatentBlock("zd", self.discrete_dim, "categorical"),
+            LatentBlock("zc", self.config.latent_dim, "gaussian"),
+        ]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.student.parameters() if p.requires_grad]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()  # the teacher never trains
+        return self
+
+    # -- inference -----------------------------------------------------------------------
+    def encode(self, x: torch.Tensor, expert: int | None = None) -> Posterior:
+        logits, mu, logvar = self.student.posterior(x)
+        return {"zd": {"logits": logits}, "zc": {"mu": mu, "logvar": logvar}}
+
+    def _one_hot(self, codes: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+        return F.one_hot(codes, dim or self.discrete_dim).float().to(self.device)
+
+    def decode(self, codes: Codes, expert: int | None = None) -> torch.Tensor:
+        """{"zd": [N, J] one-hot (or probabilities), "zc": [N, d]} -> images [N, C, H, W].
+        A missing z_d is the prior mean (uniform), a missing z_c the prior mean (0)."""
+        zc, zd = codes.get("zc"), codes.get("zd")
+        n = len(zc if zc is not None else zd)
+        if zc is None:
+            zc = torch.zeros(n, self.config.latent_dim, device=self.device)
+        if zd is None:
+            zd = torch.full((n, self.discrete_dim), 1.0 / self.discrete_dim, device=self.device)
+        if zd.shape[1] != self.discrete_dim:
+            raise ValueError(
+                f"decode: zd has {zd.shape[1]} categories, the model {self.discrete_dim}"
+            )
+        return torch.sigmoid(self.student.decode_logits(zd, zc))
+
+    def reconstruct(self, x: torch.Tensor, expert: int | None = None) -> torch.Tensor:
+        """Decode the posterior mode of z_d (one-hot) and the posterior mean of z_c."""
+        logits, mu, _ = self.student.posterior(x)
+        return torch.sigmoid(self.student.decode_logits(self._one_hot(logits.argmax(1)), mu))
+
+    def sample(self, n: int, task: int | None = None, expert: int | None = None) -> torch.Tensor:
+        """z_c ~ N(0, I); z_d fixed to the code task `task` was encoded to (Fig. 5b), or drawn
+        from the uniform prior Cat(1/J) when no task (or a task not learnt yet) is given."""
+        code = int(self.task_code[task]) if task is not None and task < len(self.task_code) else -1
+        cats = torch.full((n,), code) if code >= 0 else torch.randint(self.discrete_dim, (n,))
+        zc = torch.randn(n, self.config.latent_dim, device=self.device)
+        return torch.sigmoid(self.student.decode_logits(self._one_hot(cats), zc))
+
+    def score(self, x: torch.Tensor, expert: int | None = None) -> torch.Tensor:
+        """ELBO per sample (nats): E_q(z_d) exactly (a sum over the J categories, so no
+        relaxation bias) and one reparameterised z_c ~ Q(z_c|x); [N]."""
+        logits, mu, logvar = self.student.posterior(x)
+        zc = losses.reparameterise(mu, logvar)
+        q = torch.softmax(logits, dim=1)
+        rec = torch.zeros(len(x), device=x.device)
+        for j in range(self.discrete_dim):
+            zd = self._one_hot(torch.full((len(x),), j))
+            rec = rec + q[:, j] * losses.bernoulli_log_likelihood(
+                self.student.decode_logits(zd, zc), x
+            )
+        return rec - losses.gaussian_kl(mu, logvar) - losses.categorical_kl_uniform(logits)
+
+    # -- replay --------------------------------------------------------------------------
+    def real_fraction(self, task: int) -> float:
+        """pi of Sec. 4: the share of real images after `task` earlier tasks (1 with no teacher)."""
+        return 1.0 / (task + 1) if self.teacher is not None else 1.0
+
+    @torch.no_grad()
+    def replay(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n teacher generations (Bernoulli means) [n, C, H, W], floor(n/J_t) or one more per
+        teacher category: z_d fixed per category, z_c ~ N(0, I) (Sec. 4.3)."""
+        teacher = self.teacher
+        zd = self._one_hot(torch.arange(n) % teacher.discrete_dim, teacher.discrete_dim)
+        zc = torch.randn(n, self.config.latent_dim, generator=generator).to(self.device)
+        return torch.sigmoid(teacher.decode_logits(zd, zc))
+
+    def replayed_samples(self) -> dict[int, torch.Tensor]:
+        """task -> the replayed images [G, C, H, W] in [0, 1] recorded when it started (the
+        Forgetting page shows them); tasks without a teacher (task 0) have none."""
+        return {
+            t: self.replay_images[t].float() / 255.0
+            for t in self.replay_recorded.nonzero().flatten().tolist()
+        }
+
+    # -- training ------------------------------------------------------------------------
+    def temperature(self) -> float:
+        """Gumbel-softmax tau (App. 9.7, "annealed"), exponential from tau_start to tau_min over
+        each task. The paper gives no schedule; the authors' code anneals exp(-3e-5 * step)
+        from 1.0 down to 0.5 for every new student, which we spread over each task's training
+        since the number of steps per task varies widely here."""
+        cfg = self.config
+        return cfg.tau_start * (cfg.tau_min / cfg.tau_start) ** min(max(self.progress, 0.0), 1.0)
+
+    def loss(self, batch: dict[str, torch.Tensor], task: int) -> dict[str, torch.Tensor]:
+        """Negative eq. 10, averaged over the augmented batch (real + replayed), with its terms.
+
+        Each of the N real images is joined by `task` replayed ones when a teacher exists, so
+        the real share is exactly pi = 1/(task+1) and every epoch still covers the whole task.
+        """
+        cfg = self.config
+        x = batch["x"]
+        n_real = len(x)
+        n_replay = n_real * task if self.teacher is not None else 0
+        if n_replay:
+            x = torch.cat([x, self.replay(n_replay)])
+        logits, mu, logvar = self.student.posterior(x)
+        tau = self.temperature()
+        zd = losses.gumbel_softmax(logits, tau)  # App. 9.7, eq. 18
+        zc = losses.reparameterise(mu, logvar)
+        rec_logits = self.student.decode_logits(zd, zc)
+        rec = losses.bernoulli_log_likelihood(rec_logits, x)
+        kl_c, kl_d = losses.gaussian_kl(mu, logvar), losses.categorical_kl_uniform(logits)
+        per_sample = -(rec - kl_c - kl_d)  # augmented ELBO of eq. 10 (eq. 6)
+        cons = torch.zeros_like(per_sample)
+        if n_replay and cfg.consistency:
+            with torch.no_grad():
+                t_logits, _, _ = self.teacher.posterior(x[n_real:])
+            cons = torch.cat([cons[:n_real], consistency_kl(t_logits, logits[n_real:])])
+        info = torch.zeros_like(per_sample)
+        if cfg.info_restrict:
+            info = self.info_term(rec_logits, zc, zd)
+        total = per_sample + cons + cfg.info_lambda * info
+        return {
+            "total": total.mean(),
+            "rec": -rec.mean(),
+            "kl_c": kl_c.mean(),
+            "kl_d": kl_d.mean(),
+            "consistency": cons.mean(),
+            "info": info.mean(),
+            "tau": torch.tensor(tau),
+            "pi": torch.tensor(n_real / len(x)),
+        }
+
+    def info_term(self, rec_logits, zc, zd) -> torch.Tensor:
+        est = getattr(self.config, "info_estimator", "entropy")
+        if est == "infogan_c":
+            _, mu_h, lv_h = self.student.posterior(torch.sigmoid(rec_logits))
+            return -0.5 * (((zc - mu_h) ** 2) / lv_h.exp() + lv_h + math.log(2 * math.pi)).sum(1)
+        if est == "infogan_cprior":
+            n = len(zc)
+            zc0 = torch.randn_like(zc)
+            cats = torch.randint(self.discrete_dim, (n,))
+            xh = torch.sigmoid(self.student.decode_logits(self._one_hot(cats), zc0))
+            _, mu_h, lv_h = self.student.posterior(xh)
+            return -0.5 * (((zc0 - mu_h) ** 2) / lv_h.exp() + lv_h + math.log(2 * math.pi)).sum(1)
+        if est == "infogan_d":
+            n = len(zc)
+            zc0 = torch.randn_like(zc)
+            cats = torch.randint(self.discrete_dim, (n,))
+            xh = torch.sigmoid(self.student.decode_logits(self._one_hot(cats), zc0))
+            lg, _, _ = self.student.posterior(xh)
+            return F.cross_entropy(lg, cats.to(lg.device), reduction="none")
+        return self._info_entropy(rec_logits)
+
+    def _info_entropy(self, rec_logits: torch.Tensor) -> torch.Tensor:
+        """L_I of eq. 9 per sample [N]: E_{z_c ~ Q(z_c|x_hat)} log Q(z_c|x_hat) = -H(Q(z_c|x_hat)),
+        closed form for a diagonal Gaussian, on x_hat ~ P_theta(x|z_d, z_c), the student's
+        decodings (Bernoulli means, so gradients reach the decoder) of the codes drawn for the
+        augmented batch: eq. 10 writes L_I(z_c, x_hat_<i, x_i), i.e. on replayed and real data
+        alike. Eq. 10 subtracts lambda * L_I from the objective, so the loss adds it: the student
+        is pushed to leave z_c uncertain given its own generations, i.e. to carry the
+        distribution-level information in z_d (Sec. 4.4)."""
+        _, _, logvar = self.student.posterior(torch.sigmoid(rec_logits))
+        return -losses.gaussian_entropy(logvar)
+
+    def before_task(self, task: int, data) -> list[dict]:
+        """From task 1 on: the student becomes the frozen teacher, the new student gets its
+        weights (grown by one z_d category, App. 9.8), and a grid of replayed images is kept."""
+        if task == 0:
+            return [{"type": "replay", "task": 0, "pi": 1.0, "replay_fraction": 0.0}]
+        events: list[dict] = []
+        self.teacher = self._frozen(copy.deepcopy(self.student))
+        events.append(
+            {"type": "teacher_swapped", "task": task, "teacher_dim": self.teacher.discrete_dim}
+        )
+        if self.config.grow_discrete:
+            old = self.discrete_dim
+            self.student = grow(self.student, self.config, old + 1, self.config.grow_init)
+            self.student.train(self.training)
+            events.append(
+                {
+                    "type": "dimension_grown",
+                    "task": task,
+                    "block": "zd",
+                    "from": old,
+                    "to": old + 1,
+                    "init": self.config.grow_init,
+                }
+            )
+        pi = self.real_fraction(task)
+        events.append({"type": "replay", "task": task, "pi": pi, "replay_fraction": 1.0 - pi})
+        if self.config.replay_grid and task < self.config.n_tasks:
+            g = torch.Generator().manual_seed(4000 + task)  # the same grid on a resumed run
+            imgs = self.replay(self.config.replay_grid, g)
+            self.replay_images[task] = (imgs * 255).round().to(torch.uint8)
+            self.replay_recorded[task] = True
+            events.append(
+                {"type": "replay_recorded", "task": task, "samples": self.config.replay_grid}
+            )
+        return events
+
+    @torch.no_grad()
+    def after_task(self, task: int, data) -> list[dict]:
+        """Record the z_d category the finished task's data is encoded to (the mode of q(z_d|x)
+        over up to 512 of its images): sample(task=...) then generates from that code."""
+        g = torch.Generator().manual_seed(5000 + task)
+        idx = torch.randperm(len(data.x), generator=g)[:512]
+        was_training = self.training
+        self.eval()
+        logits, _, _ = self.student.posterior(data.x[idx].to(self.device))
+        self.train(was_training)
+        counts = torch.bincount(logits.argmax(1).cpu(), minlength=self.discrete_dim)
+        code = int(counts.argmax())
+        if task < len(self.task_code):
+            self.task_code[task] = code
+        share = float(counts[code]) / max(int(counts.sum()), 1)
+        return [
+            {
+                "type": "task_code",
+                "task": task,
+                "code": code,
+                "share": share,
+                "counts": counts.tolist(),
+            }
+        ]

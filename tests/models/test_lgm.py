@@ -1,0 +1,235 @@
+"""LGM (paper 001): replay proportion, consistency, zero-padded growth, frozen teacher, recorded
+replay, snapshots, and the claim that z_d fixed to a task's code regenerates that task."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lifelong import losses
+from lifelong.explore import forgetting, generation
+from lifelong.models import build
+from lifelong.models.lgm import LGM, LGMConfig, consistency_kl, grow
+from lifelong.runs import open_run
+from tests.conftest import synthetic_task
+from tests.models.test_vae import TINY, _train, cli_run
+
+
+def _model(n_tasks=3, **kw) -> LGM:
+    torch.manual_seed(0)
+    return build("lgm", LGMConfig(n_tasks=n_tasks, lr=3e-3, replay_grid=4, **TINY, **kw))
+
+
+def _state(module) -> dict:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def test_real_share_is_one_over_k_plus_one(tasks):
+    """Sec. 4: after k earlier tasks the batch is real with probability pi = 1/(k+1), the rest
+    is the teacher's replay; the before_task event reports the same pi."""
+    model = _model()
+    x = tasks[0].x[:12]
+    for t, data in enumerate(tasks):
+        events = model.before_task(t, data)
+        pi = next(e for e in events if e["type"] == "replay")["pi"]
+        assert pi == pytest.approx(1 / (t + 1)) == model.real_fraction(t)
+        assert float(model.loss({"x": x}, t)["pi"]) == pytest.approx(1 / (t + 1))
+    assert [e["type"] for e in events] == [
+        "teacher_swapped",
+        "dimension_grown",
+        "replay",
+        "replay_recorded",
+    ]
+
+
+def test_consistency_is_zero_for_an_identical_student_and_positive_otherwise(tasks):
+    """Eq. 10's regulariser on replayed data: 0 right after the swap (student == teacher, no
+    growth), > 0 once the student has moved; the loss carries it only on replayed rows."""
+    model = _model(grow_discrete=False, discrete_dim=3)
+    model.before_task(0, tasks[0])
+    _train(model, 0, tasks[0], steps=15)
+    model.before_task(1, tasks[1])
+    x_hat = model.replay(32)
+    with torch.no_grad():
+        t_logits, _, _ = model.teacher.posterior(x_hat)
+        s_logits, _, _ = model.student.posterior(x_hat)
+        assert torch.allclose(consistency_kl(t_logits, s_logits), torch.zeros(32), atol=1e-6)
+        assert float(model.loss({"x": tasks[1].x[:16]}, 1)["consistency"]) < 1e-6
+    _train(model, 1, tasks[1], steps=15)
+    with torch.no_grad():
+        s_logits, _, _ = model.student.posterior(x_hat)
+        assert float(consistency_kl(t_logits, s_logits).mean()) > 1e-3
+        assert float(model.loss({"x": tasks[1].x[:16]}, 1)["consistency"]) > 1e-4
+    # The ablation switch (Fig. 12a) removes it.
+    model.config.consistency = False
+    assert float(model.loss({"x": tasks[1].x[:16]}, 1)["consistency"]) == 0.0
+
+
+def test_zero_padded_kl_ignores_the_new_category_only_through_the_student():
+    """A teacher over J categories is zero-padded to the student's J+1 (App. 9.8)."""
+    t = torch.randn(5, 2)
+    same = torch.cat([t, torch.full((5, 1), -1e4)], dim=1)  # student that never uses the new one
+    assert torch.allclose(losses.categorical_kl(t, same), torch.zeros(5), atol=1e-6)
+    moved = torch.cat([t, torch.zeros(5, 1)], dim=1)
+    # Mass on the new category costs exactly -log(1 - q_new) per sample.
+    q_new = torch.softmax(moved, 1)[:, 2]
+    assert torch.allclose(losses.categorical_kl(t, moved), -torch.log1p(-q_new), atol=1e-5)
+
+
+def test_growth_keeps_the_teachers_outputs_for_every_old_code(tasks):
+    """The grown student decodes each old code exactly like the teacher and keeps its first J
+    logits and its z_c posterior; "reinit" re-draws only the two layers around z_d."""
+    model = _model()
+    model.before_task(0, tasks[0])
+    _train(model, 0, tasks[0], steps=10)
+    model.before_task(1, tasks[1])
+    teacher, student = model.teacher, model.student
+    assert (teacher.discrete_dim, student.discrete_dim) == (1, 2)
+    assert model.arch() == {"discrete_dim": 2, "teacher_dim": 1}
+    x, zc = tasks[0].x[:8], torch.randn(8, 4)
+    with torch.no_grad():
+        old = teacher.decode_logits(torch.ones(8, 1), zc)
+        new = student.decode_logits(torch.tensor([[1.0, 0.0]]).repeat(8, 1), zc)
+        assert torch.equal(old, new)
+        (t_logits, t_mu, t_lv), (s_logits, s_mu, s_lv) = teacher.posterior(x), student.posterior(x)
+        assert torch.equal(t_logits, s_logits[:, :1]) and torch.equal(t_mu, s_mu)
+        assert torch.equal(t_lv, s_lv)
+    re = grow(teacher, model.config, 2, init="reinit")
+    for name, value in re.state_dict().items():
+        if name.startswith(("disc_head.2", "dec_head.net.0")):
+            assert value.shape != teacher.state_dict()[name].shape or not torch.equal(
+                value, teacher.state_dict()[name]
+            )
+        else:
+            assert torch.equal(value, teacher.state_dict()[name]), name
+
+
+def test_teacher_stays_frozen_during_a_task(tasks):
+    model = _model()
+    model.before_task(0, tasks[0])
+    _train(model, 0, tasks[0], steps=5)
+    model.before_task(1, tasks[1])
+    before = _state(model.teacher)
+    teacher_ids = {id(p) for p in model.teacher.parameters()}
+    assert not teacher_ids & {id(p) for p in model.trainable_parameters()}
+    _train(model, 1, tasks[1], steps=10)
+    for k, v in model.teacher.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert not model.teacher.training  # train() on the model leaves the teacher in eval mode
+
+
+def test_replay_is_recorded_per_task_and_survives_a_rebuild(tasks):
+    """A fixed grid of the teacher's replay is kept per task (uint8 buffer), and a model rebuilt
+    from config + arch + state dict has the same teacher, student and grids."""
+    model = _model()
+    for t, data in enumerate(tasks):
+        model.before_task(t, data)
+        _train(model, t, data, steps=4)
+        model.after_task(t, data)
+        if t:
+            g = torch.Generator().manual_seed(4000 + t)  # the seed before_task uses
+            with torch.no_grad():
+                expected = model.replay(4, g)  # the same teacher is still in place
+            assert (model.replayed_samples()[t] - expected).abs().max() <= 0.5 / 255 + 1e-6
+    grids = model.replayed_samples()
+    assert sorted(grids) == [1, 2] and not torch.equal(grids[1], grids[2])
+    rebuilt = LGM(model.config, model.arch())
+    rebuilt.load_state_dict(model.state_dict())
+    for k, v in model.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[k], v), k
+    assert rebuilt.arch() == {"discrete_dim": 3, "teacher_dim": 2}
+    assert torch.equal(forgetting.replayed(rebuilt)[2], grids[2])
+
+
+def test_training_objective_is_the_score_at_one_category(monkeypatch, tasks):
+    """With J = 1 and z_c at its mean, eq. 10 on task 0 without the info term is -ELBO, and
+    score() is that ELBO per sample (its sum over categories is exact)."""
+    monkeypatch.setattr(losses, "reparameterise", lambda mu, logvar: mu)
+    model = _model(info_restrict=False)
+    model.before_task(0, tasks[0])
+    x = tasks[0].x[:16]
+    assert float(model.loss({"x": x}, 0)["total"]) == pytest.approx(-float(model.score(x).mean()))
+
+
+def test_temperature_and_the_info_term():
+    model = _model()
+    model.progress = 0.0
+    assert model.temperature() == pytest.approx(1.0)
+    model.progress = 0.5
+    assert model.temperature() == pytest.approx(0.5**0.5)
+    model.progress = 0.999
+    assert model.temperature() == pytest.approx(0.5, rel=1e-2)
+    # L_I (eq. 9) is minus the entropy of Q(z_c | x_hat): log-variances -> closed form.
+    lv = torch.tensor([[0.0, -2.0]])
+    assert float(-losses.gaussian_entropy(lv)) == pytest.approx(-(2 * 0.5 * 2.8378771 - 1))
+    model.config.info_restrict = False
+    assert float(model.loss({"x": synthetic_task("hbar", 8).x}, 0)["info"]) == 0.0
+
+
+def test_sample_uses_the_code_each_task_was_encoded_to(tasks):
+    model = _model()
+    for t in range(2):
+        model.before_task(t, tasks[t])
+        _train(model, t, tasks[t], steps=10)
+        event = model.after_task(t, tasks[t])[0]
+        assert event["type"] == "task_code" and 0 <= event["code"] < model.discrete_dim
+    for t in range(2):
+        code = int(model.task_code[t])
+        torch.manual_seed(5)
+        got = model.sample(6, task=t)
+        torch.manual_seed(5)
+        zc = torch.randn(6, 4)
+        one = torch.nn.functional.one_hot(torch.full((6,), code), 2).float()
+        assert torch.equal(got, model.decode({"zd": one, "zc": zc}))
+
+
+def test_cli_run_snapshots_the_grown_model_and_its_views(tmp_path):
+    out = cli_run(tmp_path, "lgm")
+    run = open_run(out)
+    assert [s["arch"] for s in run.manifest["snapshots"]] == [
+        {"discrete_dim": 1, "teacher_dim": 0},
+        {"discrete_dim": 2, "teacher_dim": 1},
+    ]
+    types = {e["type"] for e in json.loads((out / "manifest.json").read_text())["events"]}
+    assert {"teacher_swapped", "dimension_grown", "replay", "replay_recorded"} <= types
+    m = run.load_model()
+    assert sorted(forgetting.replayed(m)) == [1]
+    assert not any(p.requires_grad for p in m.teacher.parameters())
+    imgs, labels = generation.grid(m, "zd", ("zc", 0), [-2.0, 0.0, 2.0])
+    assert labels == ["zd=0", "zd=1"] and imgs.shape == (6, 1, 28, 28)
+    first = run.load_model(0)
+    assert first.teacher is None and first.discrete_dim == 1
+
+
+@pytest.mark.slow
+def test_fixed_zd_regenerates_the_first_task_after_the_second():
+    """Fig. 5b on digits 0-4 then 5-9: z_d fixed to task 0's code generates images a classifier
+    trained on real digits calls task 0, far more often than z_d fixed to task 1's code."""
+    from sklearn.linear_model import LogisticRegression
+
+    from lifelong import data as ldata
+
+    tr = [ldata.load_task(f"digits:classes={c}", "train", 0) for c in ("0-4", "5-9")]
+    te = [ldata.load_task(f"digits:classes={c}", "test", 0) for c in ("0-4", "5-9")]
+    x = torch.cat([tr[0].x, tr[1].x]).flatten(1).numpy()
+    y = [0] * len(tr[0].x) + [1] * len(tr[1].x)
+    clf = LogisticRegression(max_iter=500, C=0.1).fit(x, y)
+    xt = torch.cat([te[0].x, te[1].x]).flatten(1).numpy()
+    assert clf.score(xt, [0] * len(te[0].x) + [1] * len(te[1].x)) > 0.9
+    model = _model(n_tasks=2)
+    for t in range(2):
+        model.before_task(t, tr[t])
+        _train(model, t, tr[t], steps=400)
+        model.after_task(t, tr[t])
+    model.eval()
+    assert model.task_code.tolist() == [0, 1]
+    torch.manual_seed(1)
+    with torch.no_grad():
+        share = [
+            float((clf.predict(model.sample(300, task=t).flatten(1).numpy()) == 0).mean())
+            for t in range(2)
+        ]
+    assert share[0] > 0.5 and share[0] > share[1] + 0.25, share
