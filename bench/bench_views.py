@@ -36,6 +36,7 @@ PAGES = [
     ("pages/interpolation.py", "Interpolation"),
     ("pages/generation.py", "Generation grid"),
     ("pages/timeline.py", "Expert timeline"),
+    ("pages/dhsic.py", "dHSIC heatmap"),
     ("pages/forgetting.py", "Forgetting"),
     ("pages/experts.py", "Compare experts"),
 ]

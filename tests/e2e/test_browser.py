@@ -212,6 +212,7 @@ def test_latent_map_click_shows_the_point(page):
         ("Interpolation", "interpolation"),
         ("Generation grid", "generation"),
         ("Expert timeline", "timeline"),
+        ("dHSIC heatmap", "dhsic"),
         ("Forgetting", "forgetting"),
         ("Compare experts", "experts"),
     ],
@@ -220,7 +221,7 @@ def test_page_renders(page, title, shot):
     from playwright.sync_api import expect
 
     main = open_page(page, title)
-    if title == "Expert timeline":
+    if title in ("Expert timeline", "dHSIC heatmap"):
         expect(main.locator("[data-testid=stPlotlyChart]").first).to_be_visible()
     else:
         images_render(main, 1)
