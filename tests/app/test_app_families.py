@@ -17,6 +17,7 @@ PAGES = [
     "pages/interpolation.py",
     "pages/generation.py",
     "pages/timeline.py",
+    "pages/dhsic.py",
     "pages/forgetting.py",
     "pages/experts.py",
 ]
