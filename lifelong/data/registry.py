@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import embedded, glyphs, idx, textured, transforms
+from . import embedded, files, glyphs, idx, textured, transforms
 from .base import DataError, TaskData
 
 SPLITS = ("train", "test")
@@ -261,6 +261,8 @@ def image_shape(spec: str) -> tuple[int, int, int]:
     """(C, H, W) of the images `spec` produces, without generating data."""
     s = parse_spec(spec)
     c, h, w = s.info.shape
+    if "mode" in s.info.own_options:  # svhn, cifar10, folder: mode=rgb|grey
+        c = 3 if s.options.get("mode", s.info.own_options["mode"][0]) == "rgb" else 1
     if "size" in s.options:
         h = w = s.options["size"]
     if s.options.get("rgb"):
@@ -409,4 +411,38 @@ register(DatasetInfo(
     load=_textured, classes=None, train=embedded.DIGITS_TRAIN, test=embedded.DIGITS_TEST,
     extra={"classes": "10/49", "factors": list(textured.FACTORS)},
     own_options={"fg": textured.FOREGROUNDS, "texture": textured.TEXTURES},
+))  # fmt: skip
+
+
+def _file_loader(name: str, read):
+    def load(split: str, seed: int, path: str | None, mode: str | None = None) -> Raw:
+        mode = mode or REGISTRY[name].own_options["mode"][0]
+        if name == "folder":
+            x, y, classes = read(path, split, mode)
+        else:
+            x, y = read(path, split, mode)
+            classes = list(REGISTRY[name].classes)
+        return Raw(x, y, classes)
+
+    return load
+
+
+register(DatasetInfo(
+    name="svhn", purpose="SVHN house-number digits from your train/test_32x32.mat (colour)",
+    load=_file_loader("svhn", files.svhn), classes=tuple(files.SVHN_CLASSES),
+    train="from files", test="from files", path="required", shape=(3, 32, 32),
+    own_options={"mode": files.MODES},
+))  # fmt: skip
+register(DatasetInfo(
+    name="cifar10", purpose="CIFAR-10 from your binary-version batches (*.bin; no pickles)",
+    load=_file_loader("cifar10", files.cifar10), classes=tuple(files.CIFAR10_CLASSES),
+    train="from files", test="from files", path="required", shape=(3, 32, 32),
+    own_options={"mode": files.MODES},
+))  # fmt: skip
+register(DatasetInfo(
+    name="folder", purpose="your images, one sub-folder per class (DIR/train + DIR/test or "
+    "a fixed 85/15 split), any format PIL reads",
+    load=_file_loader("folder", files.folder), classes=None,
+    train="from files", test="from files", path="required",
+    own_options={"mode": ("grey", "rgb")},
 ))  # fmt: skip

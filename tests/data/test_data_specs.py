@@ -88,11 +88,16 @@ def test_image_shape_matches_data(spec, shape):
 
 def test_datasets_listing():
     info = {d["name"]: d for d in datasets()}
-    assert list(info) == ["digits", "glyphs", "shapes", "mnist", "fashion", "kmnist", "textured"]
+    assert list(info) == [
+        "digits", "glyphs", "shapes", "mnist", "fashion", "kmnist", "textured", "svhn", "cifar10",
+        "folder",
+    ]  # fmt: skip
     for d in info.values():
         assert {"name", "shape", "train", "test", "purpose", "options"} <= set(d)
-        assert d["shape"] == "1x28x28" and "\n" not in d["purpose"]
-        assert ("path=DIR" in d["options"]) == (d["name"] in ("mnist", "fashion", "kmnist"))
+        colour = d["name"] in ("svhn", "cifar10")
+        assert d["shape"] == ("3x32x32" if colour else "1x28x28") and "\n" not in d["purpose"]
+        from_files = ("mnist", "fashion", "kmnist", "svhn", "cifar10", "folder")
+        assert ("path=DIR" in d["options"]) == (d["name"] in from_files)
     assert info["mnist"]["train"] == "from files"
     assert (info["shapes"]["train"], info["shapes"]["test"]) == (6000, 1000)
 
