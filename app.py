@@ -14,6 +14,7 @@ PAGES = [
     st.Page("pages/generation.py", title="Generation grid", icon=":material/grid_on:"),
     st.Page("pages/timeline.py", title="Expert timeline", icon=":material/timeline:"),
     st.Page("pages/dhsic.py", title="dHSIC heatmap", icon=":material/blur_on:"),
+    st.Page("pages/sharedprivate.py", title="Shared / private", icon=":material/join_inner:"),
     st.Page("pages/forgetting.py", title="Forgetting", icon=":material/history:"),
     st.Page("pages/experts.py", title="Compare experts", icon=":material/view_column:"),
 ]

@@ -37,6 +37,7 @@ PAGES = [
     ("pages/generation.py", "Generation grid"),
     ("pages/timeline.py", "Expert timeline"),
     ("pages/dhsic.py", "dHSIC heatmap"),
+    ("pages/sharedprivate.py", "Shared / private"),
     ("pages/forgetting.py", "Forgetting"),
     ("pages/experts.py", "Compare experts"),
 ]

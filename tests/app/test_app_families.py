@@ -18,6 +18,7 @@ PAGES = [
     "pages/generation.py",
     "pages/timeline.py",
     "pages/dhsic.py",
+    "pages/sharedprivate.py",
     "pages/forgetting.py",
     "pages/experts.py",
 ]

@@ -213,6 +213,7 @@ def test_latent_map_click_shows_the_point(page):
         ("Generation grid", "generation"),
         ("Expert timeline", "timeline"),
         ("dHSIC heatmap", "dhsic"),
+        ("Shared / private", "sharedprivate"),
         ("Forgetting", "forgetting"),
         ("Compare experts", "experts"),
     ],
@@ -223,6 +224,11 @@ def test_page_renders(page, title, shot):
     main = open_page(page, title)
     if title in ("Expert timeline", "dHSIC heatmap"):
         expect(main.locator("[data-testid=stPlotlyChart]").first).to_be_visible()
+    elif title == "Shared / private":
+        # CPVAE only: on the tiny L-MVAE run the page says so in an st.info, on a CPVAE run
+        # it draws its grids
+        shown = main.locator("[data-testid=stAlertContentInfo], [data-testid=stImage] img")
+        expect(shown.first).to_be_visible()
     else:
         images_render(main, 1)
     screenshot(page, shot)
