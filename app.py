@@ -17,6 +17,7 @@ PAGES = [
     st.Page("pages/sharedprivate.py", title="Shared / private", icon=":material/join_inner:"),
     st.Page("pages/forgetting.py", title="Forgetting", icon=":material/history:"),
     st.Page("pages/experts.py", title="Compare experts", icon=":material/view_column:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
 ]
 
 nav = st.navigation(PAGES)

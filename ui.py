@@ -19,6 +19,7 @@ import torch
 from lifelong import data as ldata
 from lifelong import runs
 from lifelong.explore import images, traversal
+from lifelong.train import jobs
 
 ROOT = Path(__file__).resolve().parent
 # numba (UMAP) caches compiled kernels here, so a restarted app does not compile them again
@@ -31,12 +32,17 @@ def run_roots() -> dict[str, Path]:
 
     The environment variable LIFELONG_RUN_ROOTS (folders separated by os.pathsep) replaces
     RUN_ROOTS, each labelled by its folder name: tests, the browser test and bench/ use it to
-    point the app at throwaway runs instead of pretrained/ and runs/. Read on every call.
+    point the app at throwaway runs instead of pretrained/ and runs/. LIFELONG_TRAIN_ROOT
+    (where the Train page's jobs write, lifelong.train.jobs) replaces runs/, or is added to
+    LIFELONG_RUN_ROOTS' folders. Read on every call.
     """
     env = os.environ.get("LIFELONG_RUN_ROOTS")
+    trained = os.environ.get(jobs.TRAIN_ROOT_ENV) and jobs.train_root()
     if not env:
-        return RUN_ROOTS
+        return {**RUN_ROOTS, "runs": trained} if trained else RUN_ROOTS
     roots = [Path(p).expanduser().resolve() for p in env.split(os.pathsep) if p]
+    if trained and trained not in roots:
+        roots.append(trained)
     return {p.name or str(p): p for p in roots}
 
 
@@ -209,7 +215,13 @@ def sidebar() -> tuple[runs.Run | None, int | None]:
         labels = list(options)
         if st.session_state.get("_pick") in labels:
             st.session_state["run_label"] = st.session_state.pop("_pick")
-        label = st.selectbox("Run", labels, key="run_label", label_visibility="collapsed")
+        label = st.selectbox(
+            "Run",
+            labels,
+            key="run_label",
+            label_visibility="collapsed",
+            format_func=lambda lb: f"{lb} · training" if jobs.is_training(options[lb]) else lb,
+        )
         other = st.text_input("Open another run folder", key="other_run", placeholder="path/to/run")
         if other and st.session_state.get("_added") != other:
             st.session_state["_added"] = other

@@ -40,6 +40,7 @@ PAGES = [
     ("pages/sharedprivate.py", "Shared / private"),
     ("pages/forgetting.py", "Forgetting"),
     ("pages/experts.py", "Compare experts"),
+    ("pages/train.py", "Train"),
 ]
 MAP_TASKS = "glyphs,glyphs:invert,glyphs:rotate=90,shapes,shapes:invert,shapes:rotate=90"
 

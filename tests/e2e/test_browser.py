@@ -216,6 +216,7 @@ def test_latent_map_click_shows_the_point(page):
         ("Shared / private", "sharedprivate"),
         ("Forgetting", "forgetting"),
         ("Compare experts", "experts"),
+        ("Train", "train"),
     ],
 )
 def test_page_renders(page, title, shot):
@@ -229,6 +230,8 @@ def test_page_renders(page, title, shot):
         # it draws its grids
         shown = main.locator("[data-testid=stAlertContentInfo], [data-testid=stImage] img")
         expect(shown.first).to_be_visible()
+    elif title == "Train":  # the form; no job of this new session yet
+        expect(main.locator("[data-testid=stButton]").first).to_be_visible()
     else:
         images_render(main, 1)
     screenshot(page, shot)
