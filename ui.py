@@ -257,10 +257,13 @@ def model_or_stop(run: runs.Run | None, snap: int | None):
         st.info("Pick a run with a finished snapshot in the sidebar.")
         st.stop()
     try:
-        return load_model(run, snap)
+        model = load_model(run, snap)
     except runs.RunError as exc:
         st.error(str(exc))
         st.stop()
+    if model.inference_note:  # e.g. InfoGAN: how codes are inferred without an encoder
+        st.sidebar.caption(model.inference_note)
+    return model
 
 
 def live_decoder(

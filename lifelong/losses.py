@@ -172,3 +172,53 @@ def categorical_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tens
 def gaussian_entropy(logvar: torch.Tensor) -> torch.Tensor:
     """Differential entropy of N(mu, diag(exp(logvar))), summed over dims: [N, d] -> [N] nats."""
     return 0.5 * (logvar + math.log(2 * math.pi * math.e)).sum(dim=-1)
+
+
+# -- InfoGAN (paper 003): WGAN-GP gradient penalty and the mutual-information bound ----------
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, eps=None) -> dict:
+    """The WGAN-GP term of paper 003 eq. 2 (Gulrajani et al. 2017), per sample:
+    (||grad_o D(o_hat)||_2 - 1)^2 at o_hat = eps * real + (1 - eps) * fake, eps ~ U[0, 1].
+
+    critic: [N, ...] -> [N] (or [N, 1]); real, fake [N, ...]; eps [N] (drawn when None).
+    Returns {"penalty": [N], "grad_norm": [N]}. The interpolates are a fresh leaf built out of
+    place from detached inputs and the input gradient comes from torch.autograd.grad with
+    create_graph=True (no .backward() into .grad, no in-place ops on graph tensors), so the
+    penalty's own gradient reaches the critic's parameters and the function works under DDP
+    and autocast (the norm is taken in float32)."""
+    n = real.shape[0]
+    if eps is None:
+        eps = torch.rand(n, device=real.device, dtype=real.dtype)
+    eps = eps.reshape(n, *([1] * (real.dim() - 1)))
+    with torch.enable_grad():  # also when a loss is evaluated under no_grad
+        x_hat = (eps * real.detach() + (1.0 - eps) * fake.detach()).requires_grad_(True)
+        out = critic(x_hat).reshape(n)
+        (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+    # + 1e-12 keeps the norm differentiable where the gradient vanishes.
+    norm = torch.sqrt(grad.float().flatten(1).pow(2).sum(dim=1) + 1e-12)
+    return {"penalty": (norm - 1.0).pow(2), "grad_norm": norm}
+
+
+def infogan_mi(
+    c: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    d: torch.Tensor,
+    logits: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """Paper 003 eq. 10 per sample: L_MI = E log S(u|o) + H(u) <= I(u; G(z, u)), u = (c, d),
+    split over S's two heads (c and d are independent under the prior and under S).
+
+    c [N, m]: the continuous code G received; (mu, logvar) [N, m]: S's Gaussian head on the
+    generated o. d [N] (long): the category G received; logits [N, k]: S's categorical head.
+    Returns {"mi_c", "mi_d", "mi"} [N] nats: mi_c = log N(c; mu, exp(logvar)) + H(N(0, I_m)),
+    mi_d = log S(d|o) + log k, mi = mi_c + mi_d. Eq. 10 treats H(u) as a constant; adding it
+    changes no gradient and makes the terms read as nats of mutual information (mi_d <= log k,
+    reached when S recovers d with certainty)."""
+    log_s_c = -0.5 * (math.log(2 * math.pi) + logvar + (c - mu).pow(2) * torch.exp(-logvar))
+    h_c = 0.5 * math.log(2 * math.pi * math.e) * c.shape[-1]
+    log_s_d = -F.cross_entropy(logits, d, reduction="none")
+    mi_c = log_s_c.sum(dim=-1) + h_c
+    mi_d = log_s_d + math.log(logits.shape[-1])
+    return {"mi_c": mi_c, "mi_d": mi_d, "mi": mi_c + mi_d}

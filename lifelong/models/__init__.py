@@ -7,6 +7,7 @@ import dataclasses
 from lifelong.models.base import GenerativeModel, LatentBlock, config_from_dict, config_to_dict
 from lifelong.models.cpvae import CPVAE, CPVAEConfig
 from lifelong.models.ewc import EWC, EWCConfig
+from lifelong.models.infogan import InfoGAN, InfoGANConfig
 from lifelong.models.lgm import LGM, LGMConfig
 from lifelong.models.lmvae import LMVAE, LMVAEConfig
 from lifelong.models.mvae import MVAE, MVAEConfig
@@ -19,6 +20,7 @@ REGISTRY: dict[str, tuple[type[GenerativeModel], type]] = {
     "lgm": (LGM, LGMConfig),
     "cpvae": (CPVAE, CPVAEConfig),
     "mvae": (MVAE, MVAEConfig),
+    "infogan": (InfoGAN, InfoGANConfig),
 }
 
 DESCRIPTIONS = {
@@ -37,6 +39,9 @@ DESCRIPTIONS = {
     "mvae": "MVAE (paper 002): K encoders + single-layer sub-decoders mixed by Dirichlet weights "
     "into one mix-decoder, dHSIC regulariser beta; dropout=gs/gau prunes components (Sec. V-G); "
     "trained on the union of tasks unless sequential=true",
+    "infogan": "Lifelong InfoGAN (paper 003): WGAN-GP generator G(z, c, d) and critic (eq. 2), "
+    "auxiliary network S maximising L_MI (eq. 10), generative replay of the frozen previous "
+    "generator (eqs. 3-7; replay=false forgets); S infers c and d, z is set to 0",
 }
 
 

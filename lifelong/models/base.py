@@ -40,6 +40,9 @@ class GenerativeModel(nn.Module):
     family: ClassVar[str] = ""
     config_cls: ClassVar[type] = object
     is_mixture: ClassVar[bool] = False
+    # One line the app shows beside every view when set: how this family infers its codes
+    # where that differs from an encoder (e.g. InfoGAN's auxiliary network S).
+    inference_note: ClassVar[str] = ""
 
     def __init__(self, config: Any):
         super().__init__()
