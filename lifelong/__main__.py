@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -17,15 +18,34 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a family over a task sequence into a run folder")
     t.add_argument("--model", required=True)
     t.add_argument("--tasks", required=True, help="e.g. digits:classes=0-4,digits:classes=5-9")
-    t.add_argument("--epochs", type=int, default=3)
+    # epochs, batch size, seed and store dtype default to 3, 128, 0, float32 for a new run and
+    # to the run's own on --resume (where a contradicting value is refused).
+    t.add_argument("--epochs", type=int, default=None, help="epochs per task (default 3)")
     t.add_argument("--out", required=True)
     t.add_argument("--device", default="auto")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--seed", type=int, default=None, help="default 0")
+    t.add_argument("--batch-size", type=int, default=None, help="default 128")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    t.add_argument("--resume", action="store_true")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the newest checkpoint or snapshot of --out",
+    )
+    t.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="write a resumable checkpoint every N epochs inside a task (0: only snapshots)",
+    )
+    t.add_argument(
+        "--amp",
+        default="none",
+        choices=["none", "bf16"],
+        help="bf16: train steps under torch.autocast(bfloat16) (CUDA; CPU works, slower)",
+    )
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    t.add_argument("--store-dtype", default="float32", choices=["float32", "float16"])
+    t.add_argument("--store-dtype", default=None, choices=["float32", "float16"])
     e = sub.add_parser("eval", help="print a run's forgetting matrices and metrics")
     e.add_argument("run")
     e.add_argument("--json", action="store_true")
@@ -95,9 +115,12 @@ def _train(args) -> int:
             resume=args.resume,
             threads=args.threads,
             store_dtype=args.store_dtype,
+            checkpoint_every=args.checkpoint_every,
+            amp=args.amp,
         )
     )
-    print(f"run written to {out}")
+    if int(os.environ.get("RANK", "0") or 0) == 0:  # under torchrun only rank 0 reports
+        print(f"run written to {out}")
     return 0
 
 

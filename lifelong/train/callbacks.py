@@ -66,16 +66,23 @@ class Progress(Callback):
     on_end = on_task_end
 
 
-def prune_log(path: Path, from_task: int) -> None:
-    """Drop records of tasks >= from_task (an interrupted task being redone on --resume)."""
+def prune_log(path: Path, from_task: int, from_epoch: int = 0) -> None:
+    """Drop records of tasks > from_task, and of task from_task from epoch from_epoch on (an
+    interrupted task being redone on --resume, or continued from a checkpoint)."""
     path = Path(path)
     if not path.exists():
         return
     keep = []
     for line in path.read_text().splitlines():
         try:
-            if json.loads(line).get("task", 0) < from_task:
-                keep.append(line)
+            rec = json.loads(line)
         except ValueError:
             continue  # a line cut by the interruption
-    path.write_text("".join(line + "\n" for line in keep))
+        task = rec.get("task", 0)
+        if task < from_task or (
+            task == from_task and rec.get("kind") != "task" and rec.get("epoch", 0) < from_epoch
+        ):
+            keep.append(line)
+    from lifelong.runs import atomic_write
+
+    atomic_write(path, "".join(line + "\n" for line in keep).encode())

@@ -1,16 +1,26 @@
 """The lifelong trainer: tasks in order, before_task/after_task hooks, a snapshot and a row of
-the forgetting matrix after every task, resumable from the last complete snapshot.
+the forgetting matrix after every task, a checkpoint every N epochs (checkpoint.py), resumable
+from the newest complete checkpoint or snapshot (resume.py), optional bf16 autocast, and
+data-parallel under torchrun (ddp.py).
 
 A family may group tasks into phases (`training_phases`: the joint baseline and MVAE train on
 the union of their tasks); a phase is then treated as one task whose index is its last task's.
+
+Reproducibility: on CPU, a seeded run gives the same snapshot bytes every time, and a run
+resumed from a checkpoint gives the same weights as an uninterrupted one (the checkpoint holds
+the CPU generator and the data-order generator). `--amp bf16` runs each train_step under
+torch.autocast(bfloat16): on CUDA (where it pays) and on CPU too (slower there, but it lets a
+CPU-only machine check a configuration before it goes to a GPU); MPS is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +29,12 @@ import torch
 from lifelong import data as ldata
 from lifelong import models, runs
 from lifelong.explore import latentmap
-from lifelong.train.callbacks import Callback, JSONLLog, Progress, prune_log
+from lifelong.train import checkpoint, ddp, resume
+from lifelong.train.callbacks import Callback, JSONLLog, Progress
+from lifelong.train.errors import TrainingError
 from lifelong.train.evaluate import evaluate
 
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (NaN loss, mismatched resume, ...); one-line message."""
+__all__ = ["TrainArgs", "TrainingError", "train"]
 
 
 @dataclass
@@ -32,17 +42,19 @@ class TrainArgs:
     model: str
     tasks: list[str]
     out: Path
-    epochs: int = 3
-    batch_size: int = 128
-    seed: int = 0
+    epochs: int | None = 3  # None: the run's own on --resume (3 for a new run)
+    batch_size: int | None = 128
+    seed: int | None = 0
     device: str = "auto"
     overrides: dict = field(default_factory=dict)  # --set key=value, already typed
     resume: bool = False
-    store_dtype: str = "float32"  # "float16" halves snapshots (the pretrained zoo)
+    store_dtype: str | None = "float32"  # "float16" halves snapshots (the pretrained zoo)
     threads: int | None = None
     eval_samples: int = 512
     map_points: int = latentmap.MAP_POINTS  # 0: store no default latent map
     log_every: int = 10
+    checkpoint_every: int = 1  # epochs between mid-task checkpoints; 0: snapshots only
+    amp: str = "none"  # "bf16": train steps under torch.autocast(bfloat16)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -105,115 +117,220 @@ def build_config(family: str, tasks: list[str], overrides: dict):
     return cfg
 
 
+@dataclass
+class _Ctx:
+    """What one training process shares between its tasks."""
+
+    args: TrainArgs
+    out: Path
+    dist: ddp.Dist
+    device: torch.device
+    cbs: list
+    stored: dict
+    lr_changed: dict
+
+
 def train(args: TrainArgs, callbacks: list[Callback] | None = None) -> Path:
-    """Train `args.model` over `args.tasks` into the run folder `args.out`; returns its path."""
+    """Train `args.model` over `args.tasks` into the run folder `args.out`; returns its path.
+    Under torchrun (WORLD_SIZE > 1 in the environment) every rank calls this; rank 0 writes."""
     torch.set_flush_denormal(True)  # mixture losses drift into denormals (DESIGN.md)
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    if args.amp not in ("none", "bf16"):
+        raise TrainingError(f"--amp {args.amp!r}: valid are none, bf16")
+    if args.checkpoint_every is None or args.checkpoint_every < 0:
+        raise TrainingError("--checkpoint-every must be 0 (off) or a number of epochs")
     device = resolve_device(args.device)
-    tasks = ldata.parse_tasks(",".join(args.tasks))
-    # Load every task before touching the disk, so bad data writes nothing.
-    train_sets = [ldata.load_task(t, "train", args.seed) for t in tasks]
-    test_sets = [ldata.load_task(t, "test", args.seed) for t in tasks]
+    if args.amp == "bf16" and device.type == "mps":
+        raise TrainingError("--amp bf16 is not supported on MPS; use --amp none")
+    d = ddp.from_env()
+    device = ddp.init(d, device)
+    try:
+        return _train(args, callbacks, Path(args.out), d, device)
+    finally:
+        ddp.shutdown(d)
 
+
+def _setup(args, out, tasks, device, d, pick=False) -> resume.Resumed:
+    """The state training starts from on this rank; rank 0 alone checks and writes the folder,
+    the other ranks follow its choice of checkpoint (`pick`)."""
     if args.resume:
-        model, manifest, stored, start = _resume(args, out, tasks, device)
-    else:
-        if (out / "manifest.json").exists():
-            raise TrainingError(f"{out} already holds a run; use --resume or another --out")
-        config = build_config(args.model, tasks, args.overrides)
-        torch.manual_seed(args.seed)  # the initial weights are part of the run's seed
-        model = models.build(args.model, config).to(device)
-        train_args = {
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "overrides": args.overrides,
-            "store_dtype": args.store_dtype,
-        }
-        manifest = runs.new_manifest(
-            args.model, model.config_dict(), tasks, args.seed, str(device), train_args
-        )
+        return resume.prepare(args, out, tasks, device, write=d.is_main, pick=pick)
+    if d.is_main and (out / "manifest.json").exists():
+        raise TrainingError(f"{out} already holds a run; use --resume or another --out")
+    for key, default in resume.DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
+    args.seed = 0 if args.seed is None else args.seed
+    config = build_config(args.model, tasks, args.overrides)
+    torch.manual_seed(args.seed)  # the initial weights are part of the run's seed
+    model = models.build(args.model, config).to(device)
+    train_args = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "overrides": args.overrides,
+        "store_dtype": args.store_dtype,
+        "amp": args.amp,
+        "world_size": d.world,
+    }
+    manifest = runs.new_manifest(
+        args.model, model.config_dict(), tasks, args.seed, str(device), train_args
+    )
+    if d.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "log.jsonl").write_text("")
         runs.write_manifest(out, manifest)
-        stored, start = {}, 0
+    return resume.Resumed(model, manifest, {}, 0)
 
-    cbs = [
-        JSONLLog(out / "log.jsonl", args.log_every),
-        *([Progress()] if callbacks is None else callbacks),
-    ]
+
+def _train(args, callbacks, out, d, device) -> Path:
+    tasks = ldata.parse_tasks(",".join(args.tasks))
+    seed = args.seed if args.seed is not None else _run_seed(out) if args.resume else 0
+    # Load every task before touching the disk, so bad data writes nothing.
+    train_sets = [ldata.load_task(t, "train", seed) for t in tasks]
+    test_sets = [ldata.load_task(t, "test", seed) for t in tasks]
+    if d.enabled:  # rank 0's checks first; the others follow only if they passed
+        err = None
+        if d.is_main:
+            try:
+                r = _setup(args, out, tasks, device, d)
+            except (TrainingError, ValueError) as exc:
+                err = exc
+        if not ddp.all_ok(d, err is None):
+            raise err or TrainingError("rank 0 could not start the run (see its message)")
+        pick = ddp.broadcast_json(d, r.ckpt.path.name if d.is_main and r.ckpt else None)
+        if not d.is_main:
+            r = _setup(args, out, tasks, device, d, pick)
+    else:
+        r = _setup(args, out, tasks, device, d)
+    model, manifest = r.model, r.manifest
+    if d.is_main:
+        cbs = [JSONLLog(out / "log.jsonl", args.log_every)]
+        cbs += [Progress()] if callbacks is None else callbacks
+    else:
+        cbs = []
+    ctx = _Ctx(args, out, d, device, cbs, r.stored, r.lr_changed)
     for cb in cbs:
-        cb.on_start({"run": str(out), "tasks": tasks, "start_task": start})
-    phases = model.training_phases(len(tasks))
-    for p, phase in enumerate(phases):
+        cb.on_start({"run": str(out), "tasks": tasks, "start_task": r.start})
+    ckpt = r.ckpt
+    for p, phase in enumerate(model.training_phases(len(tasks))):
         t = phase[-1]
-        if t < start:
+        if t < r.start:
             continue
         data = ldata.join_tasks([train_sets[i] for i in phase], phase)
-        _train_task(args, model, manifest, t, tasks, data, device, cbs)
+        _train_task(ctx, model, manifest, t, tasks, data, ckpt)
+        ckpt = None
         manifest["events"] += _tag(model.after_task(t, data), t)
-        model.eval()
-        row = evaluate(model, test_sets, args.eval_samples)
-        if args.map_points:  # the latent map's first paint reads this instead of fitting
-            points = latentmap.default_map(model, test_sets, args.map_points)
-            runs.save_extra(out, manifest, "map", t, points)
-        model.train()
-        if "routing" in row:
-            manifest["events"].append(
-                {"type": "routing", "task": t, "after_task": t, "fractions": row.pop("routing")}
-            )
-        for name, values in row.items():
-            manifest["metrics"].setdefault(name, [])
-            manifest["metrics"][name] = manifest["metrics"][name][:p] + [values]
-        runs.save_snapshot(out, manifest, model, t, stored, args.store_dtype)
+        ddp.broadcast_model(d, model)  # after_task may draw random numbers (EWC's Fisher)
+        if d.is_main:
+            _finish_task(ctx, model, manifest, p, t, tasks, test_sets)
+        ddp.barrier(d)
+    if d.is_main:
+        manifest["status"] = "complete"
+        manifest.pop("checkpoint", None)
         runs.write_manifest(out, manifest)
+        checkpoint.remove_all(out)
         for cb in cbs:
-            cb.on_task_end({"task": t, "n_tasks": len(tasks), **{k: v for k, v in row.items()}})
-    manifest["status"] = "complete"
-    runs.write_manifest(out, manifest)
-    for cb in cbs:
-        cb.on_end({"run": str(out)})
+            cb.on_end({"run": str(out)})
+    ddp.barrier(d)
     return out
+
+
+def _run_seed(out: Path) -> int:
+    """The seed recorded in a run's manifest (0 if unreadable: resume says what is wrong)."""
+    try:
+        return int(json.loads((out / "manifest.json").read_text()).get("seed", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+
+
+def _finish_task(ctx, model, manifest, p, t, tasks, test_sets) -> None:
+    """Rank 0: evaluate on every task, store the latent map and the snapshot."""
+    args, out = ctx.args, ctx.out
+    model.eval()
+    row = evaluate(model, test_sets, args.eval_samples)
+    if args.map_points:  # the latent map's first paint reads this instead of fitting
+        points = latentmap.default_map(model, test_sets, args.map_points)
+        runs.save_extra(out, manifest, "map", t, points)
+    model.train()
+    if "routing" in row:
+        manifest["events"].append(
+            {"type": "routing", "task": t, "after_task": t, "fractions": row.pop("routing")}
+        )
+    for name, values in row.items():
+        manifest["metrics"].setdefault(name, [])
+        manifest["metrics"][name] = manifest["metrics"][name][:p] + [values]
+    runs.save_snapshot(out, manifest, model, t, ctx.stored, args.store_dtype)
+    manifest.pop("checkpoint", None)
+    runs.write_manifest(out, manifest)
+    checkpoint.remove_before(out, t + 1)  # the snapshot supersedes this task's checkpoints
+    for cb in ctx.cbs:
+        cb.on_task_end({"task": t, "n_tasks": len(tasks), **{k: v for k, v in row.items()}})
 
 
 def _tag(events: list[dict], task: int) -> list[dict]:
     return [{"task": task, **e} for e in events]
 
 
-def _train_task(args, model, manifest, t, tasks, data, device, cbs) -> None:
-    torch.manual_seed(args.seed * 1000 + t)  # per-task seed: a resumed run redoes task t exactly
-    manifest["events"] += _tag(model.before_task(t, data), t)
-    runs.write_manifest(args.out, manifest)
+def _rank_seed(seed: int, t: int, epoch: int, rank: int) -> int:
+    """Noise seed of ranks > 0 for one epoch (rank 0 keeps the single-process stream)."""
+    return zlib.crc32(f"{seed}/{t}/{epoch}/{rank}".encode())
+
+
+def _train_task(ctx: _Ctx, model, manifest, t, tasks, data, ckpt) -> None:
+    args, d, device = ctx.args, ctx.dist, ctx.device
+    if ckpt is None:
+        torch.manual_seed(args.seed * 1000 + t)  # per-task seed: a resumed run redoes t exactly
+        manifest["events"] += _tag(model.before_task(t, data), t)
+        ddp.broadcast_model(d, model)
+        if d.is_main:
+            runs.write_manifest(args.out, manifest)
     optimizers = model.make_optimizers()
-    n = len(data)
-    steps = max(1, math.ceil(n / args.batch_size))
-    total = steps * args.epochs
     gen = torch.Generator().manual_seed(args.seed * 1000 + t)
+    first_epoch = 0
+    if ckpt is not None:  # go on exactly where the checkpoint left off
+        try:
+            checkpoint.load_optimizers(optimizers, ckpt, keep_lr=bool(ctx.lr_changed))
+        except checkpoint.CheckpointError as exc:
+            raise TrainingError(f"cannot resume from {exc}") from None
+        torch.set_rng_state(ckpt.tensors["rng/torch"])
+        gen.set_state(ckpt.tensors["rng/data"])
+        if device.type == "cuda" and "rng/cuda" in ckpt.tensors:
+            torch.cuda.set_rng_state(ckpt.tensors["rng/cuda"], device)
+        first_epoch = ckpt.epoch
+    opts = ddp.wrap_optimizers(d, optimizers)
+    n = len(data)
+    bs = math.ceil(args.batch_size / d.world)  # per rank: the global batch stays batch_size
+    steps = max(1, math.ceil(math.ceil(n / d.world) / bs))
+    total = steps * args.epochs
+    step = first_epoch * steps
+    amp = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if args.amp == "bf16"
+        else contextlib.nullcontext()
+    )
     model.train()
-    step = 0
-    for epoch in range(args.epochs):
-        perm = torch.randperm(n, generator=gen)
+    for epoch in range(first_epoch, args.epochs):
+        if d.enabled:
+            order = ddp.shard(d, n, args.seed * 1000 + t, epoch)
+            if d.rank > 0:
+                torch.manual_seed(_rank_seed(args.seed, t, epoch, d.rank))
+        else:
+            order = torch.randperm(n, generator=gen)
         sums: dict[str, float] = {}
         t0 = time.time()
         for i in range(steps):
-            idx = perm[i * args.batch_size : (i + 1) * args.batch_size]
+            idx = order[i * bs : (i + 1) * bs]
             batch = {
                 k: v[idx].to(device) for k, v in (("x", data.x), ("y", data.y), ("task", data.task))
             }
             model.progress = step / total
-            terms = model.train_step(batch, t, optimizers)
+            with amp:
+                terms = model.train_step(batch, t, opts)
+            ddp.finish_step(d, opts)
             loss = terms["total"]
-            if not torch.isfinite(loss):
-                manifest["status"] = f"failed: non-finite loss at task {t} epoch {epoch} step {i}"
-                runs.write_manifest(args.out, manifest)
-                named = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-                raise TrainingError(
-                    f"loss became {float(loss.detach())} at task {t}, epoch {epoch}, step {i}"
-                    f" ({named});"
-                    f" snapshots up to task {t - 1} are kept; lower the learning rate"
-                    " (--set lr=...) and --resume"
-                )
+            if not ddp.all_ok(d, bool(torch.isfinite(loss))):
+                _fail_non_finite(ctx, manifest, terms, t, epoch, i)
             values = {k: float(v.detach()) for k, v in terms.items()}
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -224,10 +341,10 @@ def _train_task(args, model, manifest, t, tasks, data, device, cbs) -> None:
                 "epoch": epoch,
                 "step": step,
                 "total_steps": total,
-                "_new_task": step == 1,
+                "_new_task": step == 1 or (i == 0 and epoch == first_epoch),
                 **values,
             }
-            for cb in cbs:
+            for cb in ctx.cbs:
                 cb.on_step(info)
         epoch_info = {
             "task": t,
@@ -238,34 +355,57 @@ def _train_task(args, model, manifest, t, tasks, data, device, cbs) -> None:
             **{k: v / steps for k, v in sums.items()},
             **model.epoch_stats(),
         }
-        for cb in cbs:
+        for cb in ctx.cbs:
             cb.on_epoch(epoch_info)
+        done = epoch + 1
+        every = args.checkpoint_every
+        if every and done % every == 0 and done < args.epochs:  # the snapshot follows the last
+            _checkpoint(ctx, model, optimizers, manifest, t, done, step, gen)
 
 
-def _resume(args, out: Path, tasks: list[str], device):
-    run = runs.open_run(out)
-    if run.family != args.model or run.tasks != tasks:
+def _fail_non_finite(ctx, manifest, terms, t, epoch, i) -> None:
+    loss = float(terms["total"].detach())
+    if ctx.dist.is_main:
+        manifest["status"] = f"failed: non-finite loss at task {t} epoch {epoch} step {i}"
+        runs.write_manifest(ctx.out, manifest)
+    named = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+    where = "" if math.isfinite(loss) else f" ({named})"
+    value = loss if not math.isfinite(loss) else "non-finite on another rank"
+    raise TrainingError(
+        f"loss became {value} at task {t}, epoch {epoch}, step {i}{where};"
+        f" snapshots up to task {t - 1} and checkpoints are kept; lower the learning rate"
+        " (--set lr=...) and --resume"
+    )
+
+
+def _checkpoint(ctx, model, optimizers, manifest, t, done, step, gen) -> None:
+    """Rank 0 writes a checkpoint after `done` epochs of task t; never one with NaN weights."""
+    args, d = ctx.args, ctx.dist
+    bad = checkpoint.non_finite(model, optimizers)
+    if not ddp.all_ok(d, bad is None):
+        if d.is_main:
+            manifest["status"] = f"failed: non-finite weights at task {t} after epoch {done}"
+            runs.write_manifest(ctx.out, manifest)
         raise TrainingError(
-            f"{out} holds {run.family} on {','.join(run.tasks)}; --resume needs"
-            " the same --model and --tasks"
+            f"weights became non-finite ({bad or 'on another rank'}) at task {t} after"
+            f" epoch {done}; the earlier checkpoints and snapshots are kept; lower the learning"
+            " rate (--set lr=...) and --resume"
         )
-    snaps = run.snapshots
-    start = (snaps[-1] + 1) if snaps else 0  # the first task whose phase is not done
-    manifest = run.manifest
-    if snaps:
-        model = run.load_model(snaps[-1], str(device)).train()
-        # Tensors equal to what was loaded (frozen experts) are not written again.
-        stored = {k: runs.tensor_digest(v) for k, v in model.state_dict().items()}
-    else:
-        config = models.config_from_dict(models.family(run.family)[1], run.manifest["config"])
-        model, stored = models.build(run.family, config).to(device), {}
-    # Forget whatever the interrupted phase left behind: events, metrics rows, log lines.
-    manifest["events"] = [e for e in manifest["events"] if e.get("task", 0) < start]
-    manifest["metrics"] = {k: v[: len(snaps)] for k, v in manifest["metrics"].items()}
-    manifest["status"] = "running"
-    prune_log(out / "log.jsonl", start)
-    runs.write_manifest(out, manifest)
-    return model, manifest, stored, start
+    if not d.is_main:
+        return
+    info = {
+        "tasks": manifest["tasks"],
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "world_size": d.world,
+    }
+    position = {"task": t, "epoch": done, "step": step}
+    path = checkpoint.save(
+        ctx.out, model, optimizers, position, info, manifest["events"], ctx.stored, gen
+    )
+    manifest["checkpoint"] = {"task": t, "epoch": done, "file": f"{checkpoint.FOLDER}/{path.name}"}
+    runs.write_manifest(ctx.out, manifest)
 
 
 def read_log(path: Path) -> list[dict]:
