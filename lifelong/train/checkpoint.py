@@ -245,7 +245,7 @@ def latest(run_dir: Path, expect: dict, log=None) -> Checkpoint | None:
         wrong = [k for k, v in expect.items() if ckpt.meta.get(k) != v]
         if wrong:
             if log:
-                log(f"skipping checkpoint {path.name}: its {', '.join(wrong)} differ from the run")
+                log(f"skipping checkpoint {path.name}: written for another {', '.join(wrong)}")
             continue
         return ckpt
     return None

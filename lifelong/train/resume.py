@@ -118,6 +118,8 @@ def prepare(args, out: Path, tasks: list[str], device, write: bool, pick=False) 
         "task": next_t,
     }
     ckpt = None
+    if write:  # checkpoints of tasks that have their snapshot now are stale
+        checkpoint.remove_before(out, start)
     if pick is False:
         ckpt = checkpoint.latest(out, expect, _log if write else None)
     elif pick is not None:
@@ -157,7 +159,6 @@ def prepare(args, out: Path, tasks: list[str], device, write: bool, pick=False) 
         manifest["status"] = "running"
         manifest.pop("checkpoint", None)
         prune_log(out / "log.jsonl", next_t if ckpt else start, ckpt.epoch if ckpt else 0)
-        checkpoint.remove_before(out, start)
         runs.write_manifest(out, manifest)
     return Resumed(model, manifest, stored, start, ckpt, lr_changed)
 
