@@ -6,7 +6,9 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 from pathlib import Path
 
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
@@ -100,6 +102,10 @@ def _train(args) -> int:
     from lifelong.train import TrainArgs, parse_overrides, train
 
     models.family(args.model)
+    # SIGTERM (the app's Cancel, a scheduler's stop) ends training like Ctrl-C: the manifest
+    # says "interrupted" and the run resumes with --resume.
+    if threading.current_thread() is threading.main_thread():  # signals: main thread only
+        signal.signal(signal.SIGTERM, _interrupt)
     tasks = parse_tasks(args.tasks)
     overrides = parse_overrides(args.model, args.set)
     out = train(
@@ -122,6 +128,10 @@ def _train(args) -> int:
     if int(os.environ.get("RANK", "0") or 0) == 0:  # under torchrun only rank 0 reports
         print(f"run written to {out}")
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _eval(args) -> int:

@@ -213,18 +213,25 @@ def _train(args, callbacks, out, d, device) -> Path:
     for cb in cbs:
         cb.on_start({"run": str(out), "tasks": tasks, "start_task": r.start})
     ckpt = r.ckpt
-    for p, phase in enumerate(model.training_phases(len(tasks))):
-        t = phase[-1]
-        if t < r.start:
-            continue
-        data = ldata.join_tasks([train_sets[i] for i in phase], phase)
-        _train_task(ctx, model, manifest, t, tasks, data, ckpt)
-        ckpt = None
-        manifest["events"] += _tag(model.after_task(t, data), t)
-        ddp.broadcast_model(d, model)  # after_task may draw random numbers (EWC's Fisher)
+    try:
+        for p, phase in enumerate(model.training_phases(len(tasks))):
+            t = phase[-1]
+            if t < r.start:
+                continue
+            data = ldata.join_tasks([train_sets[i] for i in phase], phase)
+            _train_task(ctx, model, manifest, t, tasks, data, ckpt)
+            ckpt = None
+            manifest["events"] += _tag(model.after_task(t, data), t)
+            ddp.broadcast_model(d, model)  # after_task may draw random numbers (EWC's Fisher)
+            if d.is_main:
+                _finish_task(ctx, model, manifest, p, t, tasks, test_sets)
+            ddp.barrier(d)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM from the app's Cancel (see __main__)
         if d.is_main:
-            _finish_task(ctx, model, manifest, p, t, tasks, test_sets)
-        ddp.barrier(d)
+            # What the folder holds is still a valid, resumable run: say so in its manifest
+            # (written atomically, from the state of the last complete snapshot on disk).
+            _mark_interrupted(out)
+        raise
     if d.is_main:
         manifest["status"] = "complete"
         manifest.pop("checkpoint", None)
@@ -234,6 +241,17 @@ def _train(args, callbacks, out, d, device) -> Path:
             cb.on_end({"run": str(out)})
     ddp.barrier(d)
     return out
+
+
+def _mark_interrupted(out: Path) -> None:
+    """Set the manifest's status to "interrupted" (the run stays resumable with --resume)."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return
+    if manifest.get("status") == "running":
+        manifest["status"] = "interrupted"
+        runs.write_manifest(out, manifest)
 
 
 def _run_seed(out: Path) -> int:

@@ -113,7 +113,9 @@ def test_cancel_of_a_child_process_of_this_process(tmp_path):
     )
     wait(job, lambda p: p.curves or p.status != "running")
     job = jobs.cancel(job, grace=5.0)
-    assert job.status == "cancelled" and gone(job.pid) and job.returncode == -15
+    # SIGTERM ends the CLI like Ctrl-C: exit 130 and the manifest says "interrupted"
+    assert job.status == "cancelled" and gone(job.pid) and job.returncode == 130
+    assert json.loads((tmp_path / "stop" / "manifest.json").read_text())["status"] == "interrupted"
     assert job.pid not in jobs._PROCS  # reaped
 
 
