@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MAX_POINTS = 400  # per loss curve; older points are thinned (every other one) beyond this
-NOT_TERMS = {"kind", "time", "task", "n_tasks", "epoch", "step", "total_steps", "_new_task"}  # not losses
+NOT_TERMS = {"kind", "time", "task", "n_tasks", "epoch", "step", "total_steps", "_new_task"}
 NOT_TERMS |= {"seconds", "images_per_s"}
 
 
