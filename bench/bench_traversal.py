@@ -1,6 +1,6 @@
 """Latent-traversal latency on a real Streamlit server, and the app's cold start.
 
-    python bench/bench_traversal.py [--run DIR] [--reruns 50] [--cold-starts 3]
+    python bench/bench_traversal.py [--run DIR] [--reruns 50] [--cold-starts 3] [--with-job]
 
 (a) Slider rerun, decode fragment vs. empty fragment. AppTest always reruns the whole script
     and cannot exercise st.fragment, so this starts a real server (`streamlit run`, from the
@@ -32,6 +32,11 @@
     until the Overview page's first <img> has loaded in headless Chromium (the browser is
     started beforehand and not counted). Shows the first run under pretrained/ when there is
     one, as a user would see it; with --run, that run alone.
+
+(c) --with-job: (a) again while a CPU training job runs beside the server, started the way the
+    Train page starts one (lifelong.train.jobs.start: a separate process, one core fewer than
+    the machine has); the decode fragment's rerun with the job against the idle one from (a).
+    Budget (issue: train from the app): <= 2x the idle figure.
 
 Without --run and with nothing in pretrained/, a run with the default L-MVAE architecture is
 trained for one epoch into a temporary folder (decode cost depends on the architecture, not
@@ -369,6 +374,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reruns", type=int, default=50, help="measured reruns per fragment")
     ap.add_argument("--warmup", type=int, default=5, help="reruns per fragment not counted")
     ap.add_argument("--cold-starts", type=int, default=3)
+    ap.add_argument("--with-job", action="store_true", help="(c): repeat (a) beside a training job")
     args = ap.parse_args(argv)
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} is needed (apt-get install chromium)")
@@ -388,7 +394,38 @@ def main(argv: list[str] | None = None) -> None:
         )
         frag = bench_fragments(p, run, tmp, args.reruns, args.warmup)
         cold = bench_cold_start(p, roots, tmp, args.cold_starts)
+        busy = bench_beside_job(p, run, tmp, args.reruns, args.warmup) if args.with_job else None
     report(frag, cold)
+    if busy is not None:
+        report_beside_job(frag, busy)
+
+
+def bench_beside_job(p, run: Path, tmp: Path, reruns: int, warmup: int) -> dict:
+    """(a) again while a training job (the Train page's way of starting one) runs beside."""
+    from lifelong.train import jobs
+
+    job = jobs.start(
+        "lmvae", "digits,glyphs:invert,shapes", 200, "bench-job", root=tmp / "jobs", device="cpu"
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not jobs.poll(job).curves and time.monotonic() < deadline:
+            time.sleep(0.5)  # wait until it is past data loading and really training
+        print(f"training job beside the server: {jobs.free_threads()} torch thread(s)")
+        return bench_fragments(p, run, tmp, reruns, warmup)
+    finally:
+        jobs.cancel(job, grace=5.0)
+
+
+def report_beside_job(idle: dict, busy: dict) -> None:
+    a, b = idle["decode"]["server"], busy["decode"]["server"]
+    print("\n(c) decode fragment rerun beside a training job vs idle (budget <= 2x)")
+    print(line("ms", "p50", "p95", "budget"))
+    print(line("idle", f"{statistics.median(a):.1f}", f"{pct(a, 95):.1f}"))
+    print(line("beside a training job", f"{statistics.median(b):.1f}", f"{pct(b, 95):.1f}"))
+    r50, r95 = statistics.median(b) / statistics.median(a), pct(b, 95) / pct(a, 95)
+    ok = "ok" if max(r50, r95) <= 2 else "OVER"
+    print(line("ratio job / idle", f"{r50:.2f}x", f"{r95:.2f}x", "<= 2x", ok))
 
 
 if __name__ == "__main__":
