@@ -159,6 +159,16 @@ def test_alpha_schedule_follows_app_b1():
     fixed = _model(alpha_anneal=False, alpha=3.0)
     fixed.epoch_stats()
     assert fixed.alpha() == 3.0
+    # alpha_epoch_images: e = images trained on // n, read at each epoch's end (App. B.1's
+    # epochs in MNIST-sized units of training time); evaluation passes do not count
+    timed = _model(alpha_epoch_images=20)
+    timed.before_task(1, type("D", (), {"task": task})())
+    for _ in range(3):  # 16 images per epoch
+        timed.loss({"x": x, "task": task}, 1)
+        with torch.no_grad():
+            timed.loss({"x": x, "task": task}, 1)
+        timed.epoch_stats()
+    assert timed.alpha() == pytest.approx(1.1**2)  # 48 images // 20
 
 
 def test_classification_and_is_estimate_on_digit_populations():
@@ -204,7 +214,8 @@ def test_sequential_phases_keep_past_private_parts_and_lower_lr():
 
 
 def test_config_validation():
-    for bad in ({"objective": "info"}, {"private_dim": 0}, {"alpha_rate": 0.9}):
+    bad_configs = ({"objective": "info"}, {"private_dim": 0}, {"alpha_rate": 0.9})
+    for bad in (*bad_configs, {"alpha_epoch_images": -1}):
         with pytest.raises(ValueError):
             CPVAEConfig(**bad).validate()
 
@@ -250,15 +261,32 @@ def test_claim_table1_ari_private_above_vae_above_shared(seed):
     """Table 1 on the Grassy-MNIST analogue (digits 0-4 | 5-9 over grass): k-means ARI of the
     digit classes within each population is highest in the private codes, lower in a plain
     VAE's codes (same networks, latent size = shared + private) and near 0 in the shared ones.
-    Measured (30 epochs): seed 0: .57 / .42 / .09; seed 1: .58 / .24 / .00."""
+
+    Both models train 40 epochs (960 steps). alpha follows App. B.1, min(1.1^e, 1000), with e
+    counted every 6,000 images (alpha_epoch_images; about 4 passes over the 1,501 images, a
+    tenth of an MNIST epoch): counted per pass, alpha reached 16 after 720 steps while the
+    private codes still carried 0-2 nats, and in seed 0 population 1's private head stayed at
+    the prior on its own data; its digits went to z (30 epochs: private / VAE / shared .43 /
+    .42 / .22, and by 60 epochs .28 / - / .27). An earlier note measured .57 / .42 / .09 for
+    that setting; the run is chaotic there (seed 1 gave .58 / .41 / .03), so which change
+    moved it is unknown. Measured with e per 6,000 images (private / VAE / shared; one CPU
+    thread, the figures move by a few hundredths with the thread count):
+      seed 0: 20 ep .44 / .17 / .13; 40 ep .67 / .59 / .09; 60 ep .70 / .55 / .11; 100 ep
+      .61 / .64 / .07.  seed 1: 40 ep .63 / .56 / .06; 60 ep .63 / .63 / .02; 100 ep .57 /
+      .67 / .02.
+    So the private codes lead while both are at this length, the shared space stays near 0,
+    but the plain VAE catches up with longer training: this analogue's thin grass carries
+    little a Bernoulli decoder can use (CPVAE's shared z holds ~3 nats), so the VAE's latent
+    is hardly spent on the background, which is where Table 1's gap comes from."""
     specs = ["textured:classes=0-4", "textured:classes=5-9"]
     train = [load_task(s, "train", seed) for s in specs]
     test = [load_task(s, "test", seed) for s in specs]
     torch.manual_seed(seed)
-    cp = _fit(build("cpvae", CPVAEConfig(n_tasks=2, **TINY)), train, 30)
+    cfg = CPVAEConfig(n_tasks=2, alpha_epoch_images=6000, **TINY)
+    cp = _fit(build("cpvae", cfg), train, 40)
     torch.manual_seed(seed)
     vae = build("vae", VAEConfig(n_tasks=2, latent_dim=8, hidden=32, channels=8, joint=True))
-    vae = _fit(vae, train, 30)
+    vae = _fit(vae, train, 40)
     ari = {"private": [], "vae": [], "shared": []}
     with torch.no_grad():
         for k, d in enumerate(test):
