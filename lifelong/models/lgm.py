@@ -19,7 +19,6 @@ head (hidden layer, then logits) on the same body, DecoderHead on [z_c, z_d] -> 
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 
 import torch
@@ -41,9 +40,11 @@ class LGMConfig:
     lr: float = 1e-3
     discrete_dim: int = 1  # initial |z_d| (App. 9.3 table: lifelong models start with 1)
     grow_discrete: bool = True  # App. 9.8: |z_d| += 1 at every new task
-    # App. 9.8 re-initialises the layers into and out of z_d ("reinit", Glorot); "transfer"
-    # copies them too and zero-pads the new category (see `grow`).
-    grow_init: str = "transfer"
+    # App. 9.8: the layers into and out of z_d are re-initialised (Glorot) at every growth
+    # ("reinit", the paper's). "transfer" copies them and zero-pads the new category instead: it
+    # keeps the teacher's function exactly, but the new code starts as a worse decoder input
+    # than the old one (see `grow`).
+    grow_init: str = "reinit"
     consistency: bool = True  # eq. 10 consistency regulariser (Fig. 12a ablation: False)
     info_restrict: bool = True  # eq. 9 information-restricting term (Fig. 12a ablation: False)
     info_lambda: float = 0.01  # lambda of eq. 10 (Sec. 4.6: 0.01 for every experiment)
@@ -93,17 +94,17 @@ class LGMNet(nn.Module):
         return self.dec_body(self.dec_head(torch.cat([zc, zd], dim=1)))
 
 
-def grow(net: LGMNet, cfg: LGMConfig, new_dim: int, init: str = "transfer") -> LGMNet:
+def grow(net: LGMNet, cfg: LGMConfig, new_dim: int, init: str = "reinit") -> LGMNet:
     """A copy of `net` with `new_dim` >= J discrete categories (App. 9.8).
 
     Every weight is copied except the two layers around z_d: the last discrete-head layer
-    [J, hidden] and the decoder's first layer [hidden, d + J]. With init="transfer" their old
-    rows/columns are copied too, the decoder's new input columns are zero (zero-padding: for any
-    old code the grown decoder's output is bit-identical to the old one, and the first J logits
-    are unchanged) and the new logit rows keep their fresh default initialisation. With
-    init="reinit" both layers are re-initialised with Glorot (xavier-uniform, zero bias), as
-    App. 9.8 prescribes for the weights "immediately surrounding the projection into and out of
-    the latent distribution"."""
+    [J, hidden] and the decoder's first layer [hidden, d + J]. init="reinit" (the paper's, App.
+    9.8: the weights "immediately surrounding the projection into and out of the latent
+    distribution ... are reinitialized to their standard Glorot initializations") draws both
+    afresh (xavier-uniform, zero bias), so no category starts favoured as a decoder input.
+    init="transfer" (not the paper's) copies their old rows/columns too and zero-pads the rest:
+    for any old code the grown decoder's output is bit-identical to the old one, but the new
+    code starts as the old decoder minus a bias, a worse input than the old code."""
     old_dim = net.discrete_dim
     new = LGMNet(cfg, new_dim).to(next(net.parameters()).device)
     head_out, dec_in = "disc_head.2", "dec_head.net.0"
@@ -120,16 +121,10 @@ def grow(net: LGMNet, cfg: LGMConfig, new_dim: int, init: str = "transfer") -> L
         else:
             out_layer.weight[:old_dim] = state[f"{head_out}.weight"]
             out_layer.bias[:old_dim] = state[f"{head_out}.bias"]
-            nb = getattr(cfg, "new_code_bias", None)
-            if nb is not None:
-                out_layer.bias[old_dim:] = state[f"{head_out}.bias"].max() + nb
             width = cfg.latent_dim + old_dim
             in_layer.weight.zero_()
             in_layer.weight[:, :width] = state[f"{dec_in}.weight"]
             in_layer.bias.copy_(state[f"{dec_in}.bias"])
-            if getattr(cfg, "new_col", "zero") == "mean":
-                cols = state[f"{dec_in}.weight"][:, cfg.latent_dim :]
-                in_layer.weight[:, width:] = cols.mean(1, keepdim=True)
     return new
 
 
@@ -313,7 +308,7 @@ class LGM(GenerativeModel):
             cons = torch.cat([cons[:n_real], consistency_kl(t_logits, logits[n_real:])])
         info = torch.zeros_like(per_sample)
         if cfg.info_restrict:
-            info = self.info_term(rec_logits, zc, zd)
+            info = self.info_term(rec_logits)
         total = per_sample + cons + cfg.info_lambda * info
         return {
             "total": total.mean(),
@@ -326,34 +321,16 @@ class LGM(GenerativeModel):
             "pi": torch.tensor(n_real / len(x)),
         }
 
-    def info_term(self, rec_logits, zc, zd) -> torch.Tensor:
-        est = getattr(self.config, "info_estimator", "entropy")
-        if est == "infogan_c":
-            _, mu_h, lv_h = self.student.posterior(torch.sigmoid(rec_logits))
-            return -0.5 * (((zc - mu_h) ** 2) / lv_h.exp() + lv_h + math.log(2 * math.pi)).sum(1)
-        if est == "infogan_cprior":
-            n = len(zc)
-            zc0 = torch.randn_like(zc)
-            cats = torch.randint(self.discrete_dim, (n,))
-            xh = torch.sigmoid(self.student.decode_logits(self._one_hot(cats), zc0))
-            _, mu_h, lv_h = self.student.posterior(xh)
-            return -0.5 * (((zc0 - mu_h) ** 2) / lv_h.exp() + lv_h + math.log(2 * math.pi)).sum(1)
-        if est == "infogan_d":
-            n = len(zc)
-            zc0 = torch.randn_like(zc)
-            cats = torch.randint(self.discrete_dim, (n,))
-            xh = torch.sigmoid(self.student.decode_logits(self._one_hot(cats), zc0))
-            lg, _, _ = self.student.posterior(xh)
-            return F.cross_entropy(lg, cats.to(lg.device), reduction="none")
-        return self._info_entropy(rec_logits)
-
-    def _info_entropy(self, rec_logits: torch.Tensor) -> torch.Tensor:
+    def info_term(self, rec_logits: torch.Tensor) -> torch.Tensor:
         """L_I of eq. 9 per sample [N]: E_{z_c ~ Q(z_c|x_hat)} log Q(z_c|x_hat) = -H(Q(z_c|x_hat)),
         closed form for a diagonal Gaussian, on x_hat ~ P_theta(x|z_d, z_c), the student's
         decodings (Bernoulli means, so gradients reach the decoder) of the codes drawn for the
         augmented batch: eq. 10 writes L_I(z_c, x_hat_<i, x_i), i.e. on replayed and real data
-        alike. Eq. 10 subtracts lambda * L_I from the objective, so the loss adds it: the student
-        is pushed to leave z_c uncertain given its own generations, i.e. to carry the
+        alike. Eq. 9's line before the bound, E log P(z_c|x = x_hat), is -H(z_c|x_hat), so the
+        expectation is read under the posterior of x_hat. (The InfoGAN-style alternative, log Q
+        at the z_c that generated x_hat, was tried and collapsed every task onto z_d = 0 on
+        digits 0-4 / 5-9.) Eq. 10 subtracts lambda * L_I from the objective, so the loss adds it:
+        the student is pushed to leave z_c uncertain given its own generations, i.e. to carry the
         distribution-level information in z_d (Sec. 4.4)."""
         _, _, logvar = self.student.posterior(torch.sigmoid(rec_logits))
         return -losses.gaussian_entropy(logvar)

@@ -80,8 +80,9 @@ def test_zero_padded_kl_ignores_the_new_category_only_through_the_student():
 
 def test_growth_keeps_the_teachers_outputs_for_every_old_code(tasks):
     """The grown student decodes each old code exactly like the teacher and keeps its first J
-    logits and its z_c posterior; "reinit" re-draws only the two layers around z_d."""
-    model = _model()
+    logits and its z_c posterior; "reinit" (the default, App. 9.8) re-draws only the two layers
+    around z_d."""
+    model = _model(grow_init="transfer")
     model.before_task(0, tasks[0])
     _train(model, 0, tasks[0], steps=10)
     model.before_task(1, tasks[1])
