@@ -215,6 +215,11 @@ def sidebar() -> tuple[runs.Run | None, int | None]:
         labels = list(options)
         if st.session_state.get("_pick") in labels:
             st.session_state["run_label"] = st.session_state.pop("_pick")
+        # ?run=LABEL opens that run (a link to a run, like TensorBoard's); the picker keeps the
+        # address in step, so the address bar can be copied and shared
+        linked = st.query_params.get("run")
+        if linked in labels and "run_label" not in st.session_state:
+            st.session_state["run_label"] = linked
         label = st.selectbox(
             "Run",
             labels,
@@ -222,6 +227,8 @@ def sidebar() -> tuple[runs.Run | None, int | None]:
             label_visibility="collapsed",
             format_func=lambda lb: f"{lb} · training" if jobs.is_training(options[lb]) else lb,
         )
+        if st.query_params.get("run") != label:
+            st.query_params["run"] = label
         other = st.text_input("Open another run folder", key="other_run", placeholder="path/to/run")
         if other and st.session_state.get("_added") != other:
             st.session_state["_added"] = other

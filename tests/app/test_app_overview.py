@@ -38,3 +38,21 @@ def test_earlier_snapshot(app, media):
     assert len(first) == len(last) == 2
     # task 1 is reconstructed by a different model after task 0 than after task 1
     assert any(a.shape != b.shape or (a != b).any() for a, b in zip(first, last, strict=True))
+
+
+def test_a_link_opens_its_run_and_the_address_follows_the_picker(run_roots, v2_navigation):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.conftest import APP
+
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params["run"] = CORRUPT
+    at.run()
+    assert at.selectbox(key="run_label").value == CORRUPT
+    at.selectbox(key="run_label").set_value(GOOD).run()
+    assert at.query_params["run"] in (GOOD, [GOOD])
+    # an unknown run in the address is ignored: the first run opens
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params["run"] = "no/such-run"
+    at.run()
+    assert at.selectbox(key="run_label").value == GOOD and not at.exception
