@@ -75,7 +75,8 @@ def test_checkpoint_holds_weights_optimizer_rng_and_arch(tmp_path):
     assert c.meta["optimizers"]["model"]["param_groups"][0]["lr"] == 1e-3
     assert c.tensors["rng/torch"].dtype == torch.uint8 and "rng/data" in c.tensors
     m = json.loads((out / "manifest.json").read_text())
-    assert m["checkpoint"]["epoch"] == 2 and m["status"] == "running"
+    # Ctrl-C (KeyboardInterrupt) leaves the manifest saying so; --resume sets it running again
+    assert m["checkpoint"]["epoch"] == 2 and m["status"] == "interrupted"
 
 
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous_then_the_snapshot(
