@@ -129,16 +129,26 @@ def grow(net: LGMNet, cfg: LGMConfig, new_dim: int, init: str = "reinit") -> LGM
 
 
 def consistency_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
-    """Consistency regulariser of eq. 10 on replayed images: KL between the teacher's z_d
-    posterior [N, J_t], zero-padded to the student's J >= J_t categories (App. 9.8), and the
-    student's [N, J] -> [N] nats.
+    """Consistency regulariser of eq. 10 on replayed images, in its printed direction
+    KL[Q_phi(z_d|x_hat) || Q_Phi(z_d|x_hat)], student first: teacher [N, J_t], student [N, J]
+    with J >= J_t (App. 9.8) -> [N] nats,
 
-    Direction: eq. 10 prints KL[Q_student || Q_teacher], but a zero-padded teacher gives the
-    new category probability 0 while a softmax student always gives it some mass, so that
-    direction is infinite; only KL[Q_teacher || Q_student] is finite under zero-padding, and
-    App. 9.9 reports no difference between the two directions. It is 0 iff the student's
-    posterior equals the padded teacher's."""
-    return losses.categorical_kl(teacher_logits, student_logits)
+        sum_{k < J_t} q_k (log q_k - log p_k) + sum_{k >= J_t} q_k log q_k,
+
+    q the student's posterior, p the teacher's. The teacher has no probability for the
+    category(ies) added by growth, so the exact KL would be infinite; this follows the
+    authors' reading (their code, not spelled out in the paper): the teacher's
+    log-probabilities are padded with 0 (not -inf) for the new category, which then contributes
+    only the student's q log q. That term lies in [-1/e, 0] (minimum at q = 1/e): it does not
+    forbid the student from putting replayed mass on the new code, unlike KL[teacher ||
+    student] with a zero-padded teacher (the -log(1 - q_new) penalty that pulls every image,
+    new data included, back to the old codes). It is 0 when J == J_t and the student's
+    posterior equals the teacher's; with growth it is not a true divergence and can be
+    slightly negative."""
+    log_q = torch.log_softmax(student_logits, dim=-1)
+    log_p = torch.log_softmax(teacher_logits, dim=-1)
+    log_p = F.pad(log_p, (0, student_logits.shape[-1] - teacher_logits.shape[-1]), value=0.0)
+    return (log_q.exp() * (log_q - log_p)).sum(dim=-1)
 
 
 class LGM(GenerativeModel):

@@ -67,15 +67,34 @@ def test_consistency_is_zero_for_an_identical_student_and_positive_otherwise(tas
     assert float(model.loss({"x": tasks[1].x[:16]}, 1)["consistency"]) == 0.0
 
 
-def test_zero_padded_kl_ignores_the_new_category_only_through_the_student():
-    """A teacher over J categories is zero-padded to the student's J+1 (App. 9.8)."""
-    t = torch.randn(5, 2)
-    same = torch.cat([t, torch.full((5, 1), -1e4)], dim=1)  # student that never uses the new one
-    assert torch.allclose(losses.categorical_kl(t, same), torch.zeros(5), atol=1e-6)
-    moved = torch.cat([t, torch.zeros(5, 1)], dim=1)
-    # Mass on the new category costs exactly -log(1 - q_new) per sample.
-    q_new = torch.softmax(moved, 1)[:, 2]
-    assert torch.allclose(losses.categorical_kl(t, moved), -torch.log1p(-q_new), atol=1e-5)
+def test_consistency_is_student_first_with_the_new_category_padded_by_log_one():
+    """Eq. 10's printed direction, KL[student || teacher], over a teacher with J categories and
+    a student grown to J+1 (App. 9.8), the authors' reading: the teacher's log-probabilities
+    are padded with 0, so the new category adds q_new log q_new (in [-1/e, 0]) and replayed
+    mass on it is not forbidden."""
+    t, s = torch.randn(5, 2), torch.randn(5, 3)
+    log_p, log_q = torch.log_softmax(t, 1), torch.log_softmax(s, 1)
+    q = log_q.exp()
+    by_hand = (q[:, :2] * (log_q[:, :2] - log_p)).sum(1) + q[:, 2] * log_q[:, 2]
+    assert torch.allclose(consistency_kl(t, s), by_hand, atol=1e-6)
+    # Student first: not the teacher-first zero-padded KL (whose penalty is -log(1 - q_new)).
+    assert not torch.allclose(consistency_kl(t, s), losses.categorical_kl(t, s), atol=1e-3)
+    # Same size: the ordinary KL[student || teacher], 0 iff equal.
+    t3 = torch.randn(5, 3)
+    assert torch.allclose(consistency_kl(t3, s), losses.categorical_kl(s, t3), atol=1e-6)
+    assert torch.allclose(consistency_kl(s, s), torch.zeros(5), atol=1e-6)
+    # A student that copies the teacher and never uses the new category costs 0; moving mass
+    # onto it costs at most the old categories' share, and the new term bottoms out at q = 1/e.
+    same = torch.cat([t, torch.full((5, 1), -1e4)], dim=1)
+    assert torch.allclose(consistency_kl(t, same), torch.zeros(5), atol=1e-6)
+    q_new = torch.linspace(0.01, 0.99, 99)
+    only_new = q_new * q_new.log()  # student = (1 - q_new) * teacher on the old categories
+    scaled = torch.log(torch.softmax(t[:1], 1) * (1 - q_new[:, None]))
+    student = torch.cat([scaled, q_new.log()[:, None]], dim=1)
+    cost = consistency_kl(t[:1].expand(99, 2), student)
+    expected = (1 - q_new) * torch.log1p(-q_new) + only_new
+    assert torch.allclose(cost, expected, atol=1e-5)
+    assert (cost <= 1e-6).all() and cost.min() >= -0.6932  # -H(q_new), at least -log 2
 
 
 def test_growth_keeps_the_teachers_outputs_for_every_old_code(tasks):
