@@ -62,8 +62,10 @@ ZOO = [
         "seed": 0,
         "set": {"latent_dim": 10},
         "about": "LGM (paper 001): a student-teacher VAE replaying the teacher's generations "
-        "(pi = 1/(k+1)); z_d grows by one category per task, and fixing it regenerates one "
-        "earlier task (Generation grid, Fig. 5b); replayed samples on the Forgetting page.",
+        "(pi = 1/(k+1)); it keeps every task's reconstructions (Forgetting page, replayed "
+        "samples there too). z_d grows by one category per task; here shapes took its own "
+        "code but the glyphs stayed on the digits' one (events: task_code), so Fig. 5b's "
+        "one-task-per-code generation holds only in part.",
     },
     {
         "name": "mvae-beta10-digits-glyphs-shapes",
