@@ -35,6 +35,7 @@ from torch import nn
 from lifelong import losses
 from lifelong.models.base import Codes, GenerativeModel, LatentBlock, Posterior
 from lifelong.models.nets import ConvBody, DecoderHead, DeconvBody, GaussianHead, feature_grid
+from lifelong.models.replay import ReplayRecord
 
 ADAM_BETAS = (0.5, 0.9)  # WGAN-GP's Adam settings
 
@@ -123,7 +124,7 @@ class Auxiliary(nn.Module):
         return mu, logvar, self.disc(h)
 
 
-class InfoGAN(GenerativeModel):
+class InfoGAN(ReplayRecord, GenerativeModel):
     """Lifelong InfoGAN. `previous` (None on the first task, or without replay) is the frozen
     generator of the last task, kept in the state dict so a snapshot is complete."""
 
@@ -142,13 +143,7 @@ class InfoGAN(GenerativeModel):
         self.aux = Auxiliary(config)
         previous = bool((arch or {}).get("previous", False))
         self.register_module("previous", self._frozen(Generator(config)) if previous else None)
-        c, h, w = config.image_shape
-        # Replayed samples recorded at the start of each task (uint8 pixels: small snapshots).
-        self.register_buffer(
-            "replay_images",
-            torch.zeros(config.n_tasks, config.replay_grid, c, h, w, dtype=torch.uint8),
-        )
-        self.register_buffer("replay_recorded", torch.zeros(config.n_tasks, dtype=torch.bool))
+        self.init_replay_record()  # replayed samples kept per task (replay.py)
         # S's mean d-distribution on each task's data when it finished (zeros: not yet).
         self.register_buffer("task_codes", torch.zeros(config.n_tasks, config.discrete_dim))
 
@@ -273,14 +268,6 @@ class InfoGAN(GenerativeModel):
             return x
         return torch.cat([x, self.replay(len(x) * task)])
 
-    def replayed_samples(self) -> dict[int, torch.Tensor]:
-        """task -> the replayed images [G, C, H, W] in [0, 1] recorded when it started (the
-        Forgetting page shows them); task 0 and runs without replay have none."""
-        return {
-            t: self.replay_images[t].float() / 255.0
-            for t in self.replay_recorded.nonzero().flatten().tolist()
-        }
-
     # -- training ------------------------------------------------------------------------
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """One Adam per player: the critic, and G with S (both maximise L_MI)."""
@@ -375,15 +362,7 @@ class InfoGAN(GenerativeModel):
             {"type": "generator_frozen", "task": task},
             {"type": "replay", "task": task, "pi": pi, "replay_fraction": 1.0 - pi},
         ]
-        if self.config.replay_grid and task < self.config.n_tasks:
-            g = torch.Generator().manual_seed(4000 + task)  # the same grid on a resumed run
-            imgs = self.replay(self.config.replay_grid, g)
-            self.replay_images[task] = (imgs * 255).round().to(torch.uint8)
-            self.replay_recorded[task] = True
-            events.append(
-                {"type": "replay_recorded", "task": task, "samples": self.config.replay_grid}
-            )
-        return events
+        return events + self.record_replay(task)
 
     @torch.no_grad()
     def after_task(self, task: int, data) -> list[dict]:

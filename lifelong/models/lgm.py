@@ -28,6 +28,7 @@ from torch import nn
 from lifelong import losses
 from lifelong.models.base import Codes, GenerativeModel, LatentBlock, Posterior
 from lifelong.models.nets import ConvBody, DecoderHead, DeconvBody, GaussianHead, feature_grid
+from lifelong.models.replay import ReplayRecord
 
 
 @dataclass
@@ -151,7 +152,7 @@ def consistency_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -
     return (log_q.exp() * (log_q - log_p)).sum(dim=-1)
 
 
-class LGM(GenerativeModel):
+class LGM(ReplayRecord, GenerativeModel):
     """Student-teacher lifelong VAE. `student` is the model; `teacher` (None before task 1) is
     the frozen previous student, kept in the state dict so a snapshot is complete."""
 
@@ -167,13 +168,7 @@ class LGM(GenerativeModel):
         self.register_module(
             "teacher", self._frozen(LGMNet(config, teacher_dim)) if teacher_dim else None
         )
-        c, h, w = config.image_shape
-        # Replayed samples recorded at the start of each task (uint8 pixels: small snapshots).
-        self.register_buffer(
-            "replay_images",
-            torch.zeros(config.n_tasks, config.replay_grid, c, h, w, dtype=torch.uint8),
-        )
-        self.register_buffer("replay_recorded", torch.zeros(config.n_tasks, dtype=torch.bool))
+        self.init_replay_record()  # replayed samples kept per task (replay.py)
         # The z_d category each task's data is encoded to (after_task); -1 before that.
         self.register_buffer("task_code", torch.full((config.n_tasks,), -1, dtype=torch.long))
 
@@ -274,14 +269,6 @@ class LGM(GenerativeModel):
         zc = torch.randn(n, self.config.latent_dim, generator=generator).to(self.device)
         return torch.sigmoid(teacher.decode_logits(zd, zc))
 
-    def replayed_samples(self) -> dict[int, torch.Tensor]:
-        """task -> the replayed images [G, C, H, W] in [0, 1] recorded when it started (the
-        Forgetting page shows them); tasks without a teacher (task 0) have none."""
-        return {
-            t: self.replay_images[t].float() / 255.0
-            for t in self.replay_recorded.nonzero().flatten().tolist()
-        }
-
     # -- training ------------------------------------------------------------------------
     def temperature(self) -> float:
         """Gumbel-softmax tau (App. 9.7, "annealed"), exponential from tau_start to tau_min over
@@ -371,15 +358,7 @@ class LGM(GenerativeModel):
             )
         pi = self.real_fraction(task)
         events.append({"type": "replay", "task": task, "pi": pi, "replay_fraction": 1.0 - pi})
-        if self.config.replay_grid and task < self.config.n_tasks:
-            g = torch.Generator().manual_seed(4000 + task)  # the same grid on a resumed run
-            imgs = self.replay(self.config.replay_grid, g)
-            self.replay_images[task] = (imgs * 255).round().to(torch.uint8)
-            self.replay_recorded[task] = True
-            events.append(
-                {"type": "replay_recorded", "task": task, "samples": self.config.replay_grid}
-            )
-        return events
+        return events + self.record_replay(task)
 
     @torch.no_grad()
     def after_task(self, task: int, data) -> list[dict]:
