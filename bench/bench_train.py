@@ -1,0 +1,303 @@
+"""Training throughput of every family beside a bare PyTorch loop of the same networks
+(printed, nothing asserted).
+
+    python bench/bench_train.py [--families vae,lmvae] [--steps 64] [--threads 1]
+
+Each family is built as the trainer builds it (`build_config` for two digit tasks, default
+network sizes), `before_task(0, data)` is called once on the digits training set (task id
+y >= 5, so CPVAE sees two populations and trains eq. 6 as in a real run), and `train_step` is
+timed on batches of 128 real images -> images/s. Aim: >= 0.9x the bare loop.
+
+The bare loop trains a deep copy of the family's freshly built networks (the same nn.Modules of
+nets.py, the same initial weights) with plain PyTorch: forward, the loss terms the family's
+objective shares with a textbook version of its model, backward, Adam step, and none of the
+family's bookkeeping (term dicts, finiteness checks, requires_grad syncing, running
+statistics). Mixtures run the same number of experts' forward/backward in a Python loop.
+Terms a family computes because its paper requires them (dHSIC, L_MI, the info term, the EWC
+penalty, eq. 6's cross-population KL) are left out of the bare loop and named in the "note"
+column: they explain a ratio below 0.9.
+
+Method: after two warm-up steps each, the family and its bare loop alternate in chunks of
+`--chunk` steps until each has run `--steps`, so both see the same machine load (the header
+prints the load average; the machine may be shared). Each side's images/s = steps * batch /
+its summed time. torch.set_flush_denormal(True) as the trainer does, `--threads` torch threads
+(1 by default, so figures compare across machines with a busy neighbour).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from lifelong import data as ldata  # noqa: E402
+from lifelong import models  # noqa: E402
+from lifelong.train.trainer import build_config  # noqa: E402
+
+TASKS = ["digits:classes=0-4", "digits:classes=5-9"]
+FAMILIES = ["vae", "ewc", "lmvae", "mvae", "lgm", "cpvae", "infogan"]
+BATCH = 128
+
+NOTES = {
+    "vae": "",
+    "ewc": "family adds the EWC penalty over all P params (F = 0 on task 0, still computed)",
+    "lmvae": "K=2 experts (one per task), Dirichlet-weighted MELBO",
+    "mvae": "K=4; family adds dHSIC of the 4 codes (eq. 15) + mix-weight EMA",
+    "lgm": "family adds the info term (eq. 9: 2nd encoder pass on decodings); no replay on task 0",
+    "cpvae": "family adds eq. 6 cross-population KL (every private head on every sample)",
+    "infogan": "family adds L_MI (S network fwd/bwd in the G step); no replay on task 0",
+}
+
+
+# -- plain building blocks (textbook formulas, no lifelong.losses) -------------------------
+def bce(logits, x):
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+
+def kl_normal(mu, logvar):
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
+
+
+def rsample(mu, logvar):
+    return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+
+
+def adam_step(opt, loss):
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+# -- bare loops: each returns step(batch) over a deep copy of the family's networks ---------
+def bare_vae(m):
+    net = copy.deepcopy(m.net)
+    opt = torch.optim.Adam(net.parameters(), lr=m.config.lr)
+
+    def step(b):
+        x = b["x"]
+        mu, lv = net.enc_head(net.enc_body(x))
+        logits = net.dec_body(net.dec_head(rsample(mu, lv)))
+        adam_step(opt, (bce(logits, x) + kl_normal(mu, lv)).mean())
+
+    return step
+
+
+def bare_lmvae(m):
+    experts = copy.deepcopy(m.experts_)
+    alpha = m.alpha.clone()
+    opt = torch.optim.Adam(experts.parameters(), lr=m.config.lr)
+
+    def step(b):
+        x = b["x"]
+        w = torch.distributions.Dirichlet(alpha.double()).sample().float()
+        w = w / w.sum()
+        nelbo = 0.0
+        for k, e in enumerate(experts):
+            mu, lv = e.enc_head(e.enc_body(x))
+            logits = e.dec_body(e.dec_head(rsample(mu, lv)))
+            nelbo = nelbo + w[k] * (bce(logits, x) + kl_normal(mu, lv))
+        adam_step(opt, nelbo.mean())
+
+    return step
+
+
+def bare_mvae(m):
+    net = copy.deepcopy(m)
+    k = m.config.n_components
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=m.config.lr)
+    prior = torch.full((BATCH, k), m.config.prior_concentration)
+
+    def step(b):
+        x = b["x"]
+        zs, kl, a = [], 0.0, []
+        for i in range(k):
+            h = net.enc_bodies[i](x)
+            mu, lv = net.enc_heads[i](h)
+            a.append(F.softplus(net.dir_heads[i](h)).squeeze(-1) + 0.05)
+            zs.append(net.sub_decoders[i](rsample(mu, lv)))
+            kl = kl + kl_normal(mu, lv)
+        a = torch.stack(a, 1).clamp(max=1e3)
+        w = torch.distributions.Dirichlet(a).rsample()
+        s = (torch.stack(zs, 1) * w[..., None]).sum(1)
+        logits = net.mix_body(net.mix_head(s))
+        kl_w = torch.distributions.kl_divergence(
+            torch.distributions.Dirichlet(a), torch.distributions.Dirichlet(prior[: len(x)])
+        )
+        adam_step(opt, (bce(logits, x) + kl + kl_w).mean())
+
+    return step
+
+
+def bare_lgm(m):
+    net = copy.deepcopy(m.student)
+    opt = torch.optim.Adam(net.parameters(), lr=m.config.lr)
+    tau = m.config.tau_start
+
+    def step(b):
+        x = b["x"]
+        h = net.enc_body(x)
+        mu, lv = net.enc_head(h)
+        log_q = torch.log_softmax(net.disc_head(h), -1)
+        zd = F.gumbel_softmax(log_q, tau=tau)
+        logits = net.dec_body(net.dec_head(torch.cat([rsample(mu, lv), zd], 1)))
+        kl_d = (log_q.exp() * log_q).sum(-1) + math.log(log_q.shape[-1])
+        adam_step(opt, (bce(logits, x) + kl_normal(mu, lv) + kl_d).mean())
+
+    return step
+
+
+def bare_cpvae(m):
+    net = copy.deepcopy(m)
+    opt = torch.optim.Adam(net.parameters(), lr=m.config.lr)
+
+    def step(b):
+        x, pop = b["x"], b["task"]
+        h = net.body(x)
+        mu_z, lv_z = net.shared_head(h)
+        logits = net.shared_decoder(rsample(mu_z, lv_z))
+        kl = kl_normal(mu_z, lv_z).sum()
+        for k in pop.unique().tolist():  # eq. 3: each sample through its own population
+            rows = pop == k
+            mu_t, lv_t = net.private_heads[k](h[rows])
+            t = rsample(mu_t, lv_t)
+            out = net.private_decoders[k](torch.cat([t, t.new_zeros(1, t.shape[1])]))
+            logits = logits.index_put((rows,), logits[rows] + out[:-1] - out[-1:])
+            kl = kl + kl_normal(mu_t, lv_t).sum()
+        adam_step(opt, (bce(logits, x).sum() + kl) / len(x))
+
+    return step
+
+
+def bare_infogan(m):
+    cfg = m.config
+    g, d = copy.deepcopy(m.generator), copy.deepcopy(m.critic)
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+
+    def codes(n):
+        z, c = torch.randn(n, cfg.noise_dim), torch.randn(n, cfg.latent_dim)
+        return z, c, F.one_hot(torch.randint(cfg.discrete_dim, (n,)), cfg.discrete_dim).float()
+
+    def step(b):
+        real = b["x"]
+        n = len(real)
+        for _ in range(cfg.n_critic):
+            with torch.no_grad():
+                fake = torch.sigmoid(g(*codes(n)))
+            eps = torch.rand(n, 1, 1, 1)
+            x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+            (grad,) = torch.autograd.grad(d(x_hat).sum(), x_hat, create_graph=True)
+            gp = (grad.flatten(1).pow(2).sum(1) + 1e-12).sqrt().sub(1).pow(2).mean()
+            adam_step(opt_d, d(fake).mean() - d(real).mean() + cfg.gp_lambda * gp)
+        fake = torch.sigmoid(g(*codes(n)))
+        adam_step(opt_g, -d(fake).mean())
+
+    return step
+
+
+BARE = {
+    "vae": bare_vae,
+    "ewc": bare_vae,
+    "lmvae": bare_lmvae,
+    "mvae": bare_mvae,
+    "lgm": bare_lgm,
+    "cpvae": bare_cpvae,
+    "infogan": bare_infogan,
+}
+
+
+# -- measurement ---------------------------------------------------------------------------
+def load_data():
+    full = ldata.load_task("digits", "train")
+    return SimpleNamespace(x=full.x, y=full.y, task=(full.y >= 5).long(), n=len(full.x))
+
+
+def batches(data, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        idx = torch.randint(data.n, (BATCH,), generator=g)
+        yield {"x": data.x[idx], "y": data.y[idx], "task": data.task[idx]}
+
+
+def measure(family: str, data, steps: int, chunk: int) -> tuple[float, float]:
+    torch.manual_seed(0)
+    cfg = build_config(family, TASKS, {})
+    model = models.build(family, cfg)
+    model.train()
+    model.progress = 0.0
+    bare = BARE[family](model)  # a copy of the networks before any step
+    model.before_task(0, data)
+    opts = model.make_optimizers()
+    src = batches(data, 0)
+    fam = lambda b: model.train_step(b, 0, opts)  # noqa: E731
+    for _ in range(2):  # warm-up: allocator, Adam state, lazy inits
+        fam(next(src))
+        bare(next(src))
+    spent = {"family": 0.0, "bare": 0.0}
+    done = 0
+    while done < steps:
+        n = min(chunk, steps - done)
+        for name, fn in (("family", fam), ("bare", bare)):
+            bs = [next(src) for _ in range(n)]
+            t0 = time.perf_counter()
+            for b in bs:
+                fn(b)
+            spent[name] += time.perf_counter() - t0
+        done += n
+    return steps * BATCH / spent["family"], steps * BATCH / spent["bare"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--families", default=",".join(FAMILIES))
+    ap.add_argument("--steps", type=int, default=64, help="timed train steps per side")
+    ap.add_argument("--chunk", type=int, default=8, help="steps per side between switches")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    fams = [f.strip() for f in args.families.split(",") if f.strip()]
+    unknown = [f for f in fams if f not in BARE]
+    if unknown:
+        ap.error(f"unknown families {unknown}; valid: {', '.join(FAMILIES)}")
+    torch.set_flush_denormal(True)
+    torch.set_num_threads(args.threads)
+    data = load_data()
+    load0 = os.getloadavg()
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, cores {os.cpu_count()},"
+        f" batch {BATCH}, steps {args.steps} per side (chunks of {args.chunk}),"
+        f" load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}"
+    )
+    head = f"{'family':<8} | {'family img/s':>12} | {'bare img/s':>10} | {'ratio':>5} | note"
+    print(head)
+    print("-" * len(head))
+    t_all = time.perf_counter()
+    for fam in fams:
+        f_ips, b_ips = measure(fam, data, args.steps, args.chunk)
+        ratio = f_ips / b_ips
+        flag = "" if ratio >= 0.9 else " (< 0.9)"
+        print(
+            f"{fam:<8} | {f_ips:>12.0f} | {b_ips:>10.0f} | {ratio:>5.2f} | {NOTES[fam]}{flag}",
+            flush=True,
+        )
+    load1 = os.getloadavg()
+    print(
+        f"total {time.perf_counter() - t_all:.0f} s; load average at the end"
+        f" {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
