@@ -1,4 +1,4 @@
-"""Entry point: `streamlit run app.py`. Navigation over pages/ and the sidebar run picker."""
+"""Entry point: `streamlit run app.py`. Navigation over views/ and the sidebar run picker."""
 
 import streamlit as st
 
@@ -7,17 +7,17 @@ st.set_page_config(
 )
 
 PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-    st.Page("pages/traversal.py", title="Latent traversal", icon=":material/tune:"),
-    st.Page("pages/latent_map.py", title="Latent map", icon=":material/scatter_plot:"),
-    st.Page("pages/interpolation.py", title="Interpolation", icon=":material/linear_scale:"),
-    st.Page("pages/generation.py", title="Generation grid", icon=":material/grid_on:"),
-    st.Page("pages/timeline.py", title="Expert timeline", icon=":material/timeline:"),
-    st.Page("pages/dhsic.py", title="dHSIC heatmap", icon=":material/blur_on:"),
-    st.Page("pages/sharedprivate.py", title="Shared / private", icon=":material/join_inner:"),
-    st.Page("pages/forgetting.py", title="Forgetting", icon=":material/history:"),
-    st.Page("pages/experts.py", title="Compare experts", icon=":material/view_column:"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("views/traversal.py", title="Latent traversal", icon=":material/tune:"),
+    st.Page("views/latent_map.py", title="Latent map", icon=":material/scatter_plot:"),
+    st.Page("views/interpolation.py", title="Interpolation", icon=":material/linear_scale:"),
+    st.Page("views/generation.py", title="Generation grid", icon=":material/grid_on:"),
+    st.Page("views/timeline.py", title="Expert timeline", icon=":material/timeline:"),
+    st.Page("views/dhsic.py", title="dHSIC heatmap", icon=":material/blur_on:"),
+    st.Page("views/sharedprivate.py", title="Shared / private", icon=":material/join_inner:"),
+    st.Page("views/forgetting.py", title="Forgetting", icon=":material/history:"),
+    st.Page("views/experts.py", title="Compare experts", icon=":material/view_column:"),
+    st.Page("views/train.py", title="Train", icon=":material/model_training:"),
 ]
 
 nav = st.navigation(PAGES)

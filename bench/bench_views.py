@@ -30,17 +30,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PAGES = [
-    ("pages/overview.py", "Overview"),
-    ("pages/traversal.py", "Latent traversal"),
-    ("pages/latent_map.py", "Latent map"),
-    ("pages/interpolation.py", "Interpolation"),
-    ("pages/generation.py", "Generation grid"),
-    ("pages/timeline.py", "Expert timeline"),
-    ("pages/dhsic.py", "dHSIC heatmap"),
-    ("pages/sharedprivate.py", "Shared / private"),
-    ("pages/forgetting.py", "Forgetting"),
-    ("pages/experts.py", "Compare experts"),
-    ("pages/train.py", "Train"),
+    ("views/overview.py", "Overview"),
+    ("views/traversal.py", "Latent traversal"),
+    ("views/latent_map.py", "Latent map"),
+    ("views/interpolation.py", "Interpolation"),
+    ("views/generation.py", "Generation grid"),
+    ("views/timeline.py", "Expert timeline"),
+    ("views/dhsic.py", "dHSIC heatmap"),
+    ("views/sharedprivate.py", "Shared / private"),
+    ("views/forgetting.py", "Forgetting"),
+    ("views/experts.py", "Compare experts"),
+    ("views/train.py", "Train"),
 ]
 MAP_TASKS = "glyphs,glyphs:invert,glyphs:rotate=90,shapes,shapes:invert,shapes:rotate=90"
 
@@ -107,7 +107,7 @@ def map_paint(run: Path, repeats: int) -> tuple[int, float]:
     r = open_run(run)
     n = len(r.extra("map", r.snapshots[-1])["xy"])
     at = app_for(run)
-    at.switch_page("pages/latent_map.py").run()
+    at.switch_page("views/latent_map.py").run()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

@@ -78,10 +78,11 @@ def media(monkeypatch):
 def v2_navigation(monkeypatch):
     """Make every AppTest run execute app.py (st.navigation), as the real server does.
 
-    AppTest resets PagesManager.uses_pages_directory before each run, and because a pages/
-    folder sits next to app.py it turns the legacy (v1) multipage mode back on: every run
-    after the first then executes the page file alone, skipping app.py and its sidebar. The
-    real server sets the flag once per process and st.navigation clears it for good.
+    The views live in views/, not pages/, so Streamlit's legacy (v1) multipage mode never
+    starts (with a pages/ folder beside app.py, a direct link to /dhsic in a fresh server ran
+    the page file alone, without app.py's navigation and sidebar). This guard keeps AppTest,
+    which resets PagesManager.uses_pages_directory before each run, on st.navigation even if
+    a pages/ folder ever comes back.
     """
     from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import app_test

@@ -19,7 +19,7 @@ def test_truncated_snapshot_is_reported_and_good_run_still_works(app):
     assert not app.title  # no half-rendered page
     assert [i.value for i in app.info] == ["Pick a run with a finished snapshot in the sidebar."]
 
-    app.switch_page("pages/traversal.py").run()
+    app.switch_page("views/traversal.py").run()
     assert not app.exception
     assert any("task-00.safetensors" in e.value for e in app.sidebar.error)
     assert not app.slider

@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture
 def page(app):
-    app.switch_page("pages/dhsic.py").run()
+    app.switch_page("views/dhsic.py").run()
     assert not app.exception, app.exception
     return app
 

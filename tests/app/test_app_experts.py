@@ -10,7 +10,7 @@ from lifelong.explore.images import HIGHLIGHT
 
 @pytest.fixture
 def page(app):
-    app.switch_page("pages/experts.py").run()
+    app.switch_page("views/experts.py").run()
     assert not app.exception, app.exception
     return app
 

@@ -11,16 +11,16 @@ from lifelong.models import REGISTRY
 from tests.app.conftest import APP
 
 PAGES = [
-    "pages/overview.py",
-    "pages/traversal.py",
-    "pages/latent_map.py",
-    "pages/interpolation.py",
-    "pages/generation.py",
-    "pages/timeline.py",
-    "pages/dhsic.py",
-    "pages/sharedprivate.py",
-    "pages/forgetting.py",
-    "pages/experts.py",
+    "views/overview.py",
+    "views/traversal.py",
+    "views/latent_map.py",
+    "views/interpolation.py",
+    "views/generation.py",
+    "views/timeline.py",
+    "views/dhsic.py",
+    "views/sharedprivate.py",
+    "views/forgetting.py",
+    "views/experts.py",
 ]
 OTHERS = sorted(set(REGISTRY) - {"lmvae"})  # lmvae: the other app tests
 

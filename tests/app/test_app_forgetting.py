@@ -9,7 +9,7 @@ GOOD, CORRUPT = "good/tiny", "bad/tiny-corrupt"  # conftest.py
 
 @pytest.fixture
 def page(app):
-    app.switch_page("pages/forgetting.py").run()
+    app.switch_page("views/forgetting.py").run()
     assert not app.exception, app.exception
     return app
 

@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture
 def page(app):
-    app.switch_page("pages/generation.py").run()
+    app.switch_page("views/generation.py").run()
     assert not app.exception, app.exception
     return app
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 @pytest.fixture
 def page(app):
-    app.switch_page("pages/interpolation.py").run()
+    app.switch_page("views/interpolation.py").run()
     assert not app.exception, app.exception
     return app
 

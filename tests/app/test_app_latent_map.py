@@ -31,7 +31,7 @@ def chart_xy(at) -> np.ndarray:
 
 @pytest.fixture
 def page(app):
-    app.switch_page("pages/latent_map.py").run()
+    app.switch_page("views/latent_map.py").run()
     assert not app.exception, app.exception
     return app
 

@@ -36,7 +36,7 @@ def app(cpvae_run, tiny_run, media, v2_navigation, monkeypatch):
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.run()
     at.selectbox(key="run_label").set_value(f"{cpvae_run.parent.name}/cpvae").run()
-    at.switch_page("pages/sharedprivate.py").run()
+    at.switch_page("views/sharedprivate.py").run()
     assert not at.exception, at.exception
     return at
 

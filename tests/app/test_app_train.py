@@ -22,7 +22,7 @@ def train_root(tmp_path, monkeypatch):
 
 @pytest.fixture
 def page(train_root, app):
-    app.switch_page("pages/train.py").run()
+    app.switch_page("views/train.py").run()
     assert not app.exception, app.exception
     return app
 

@@ -13,7 +13,7 @@ from lifelong.explore import traversal
 
 @pytest.fixture
 def page(app):
-    app.switch_page("pages/traversal.py").run()
+    app.switch_page("views/traversal.py").run()
     assert not app.exception, app.exception
     return app
 
