@@ -51,7 +51,7 @@ BATCH = 128
 
 NOTES = {
     "vae": "",
-    "ewc": "family adds the EWC penalty over all P params (F = 0 on task 0, still computed)",
+    "ewc": "family adds the EWC penalty over all P params from task 1 on (F = 0 on task 0)",
     "lmvae": "K=2 experts (one per task), Dirichlet-weighted MELBO",
     "mvae": "K=4; family adds dHSIC of the 4 codes (eq. 15) + mix-weight EMA",
     "lgm": "family adds the info term (eq. 9: 2nd encoder pass on decodings); no replay on task 0",
