@@ -183,7 +183,10 @@ def pick_run(arg: str | None, tmp: Path) -> tuple[Path, str | None]:
         root.mkdir()
         (root / run.name).symlink_to(run)
         return run, str(root)
-    shipped = runs.find_runs(ROOT / "pretrained")
+    from lifelong.zoo import ZOO
+
+    order = {z["name"]: i for i, z in enumerate(ZOO)}  # the app's picker order: L-MVAE first
+    shipped = sorted(runs.find_runs(ROOT / "pretrained"), key=lambda p: order.get(p.name, 99))
     if shipped:
         return shipped[0], None
     run = tmp / "roots" / "lmvae-default-arch"

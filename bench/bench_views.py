@@ -186,8 +186,11 @@ def main(argv=None) -> None:
     import torch
 
     from lifelong import runs as lruns
+    from lifelong.zoo import ZOO
 
-    runs = [Path(r) for r in args.runs] if args.runs else lruns.find_runs(ROOT / "pretrained")
+    order = {z["name"]: i for i, z in enumerate(ZOO)}  # the app's picker order: L-MVAE first
+    shipped = sorted(lruns.find_runs(ROOT / "pretrained"), key=lambda p: order.get(p.name, 99))
+    runs = [Path(r) for r in args.runs] if args.runs else shipped
     print(f"torch {torch.__version__}; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="bench-views-") as d:
         tmp = Path(d)
