@@ -8,7 +8,8 @@ masked by a component dropout m (eq. 16), and the mix-decoder reconstructs x fro
 s = sum_i b_i s_i (eqs. 4-6, 17). The objective is the MELBO (eq. 9) plus beta * dHSIC between
 the components' codes (eq. 15), the Dirichlet KL (eq. 28) and the dropout term: the entropy of
 a learnable dropout rate for MVAE-GS (eqs. 22-24) or the variational-dropout KL for MVAE-Gau
-(eqs. 18-19). Components whose dropout passes Sec. V-G's threshold are pruned for good.
+(eqs. 18-19). Components whose dropout passes Sec. V-G's threshold are pruned for good; the
+dropout schemes themselves (masks, terms, keep scores, thresholds) are in dropout.py.
 
 Networks (shared with every family, nets.py): encoder = ConvBody + GaussianHead, plus a linear
 Dirichlet head on the conv features; sub-decoder t_i = Linear(latent_dim, hidden) + ReLU (the
@@ -24,12 +25,11 @@ Readings chosen where the paper is loose (each is also noted where it lives):
   components", eq. 32) and one mask per sample and component; epoch_stats reports their mean
   as Fig. 15's p. Eq. 22 as printed has log(1 - p) in both terms; the drop term is log p.
 - dHSIC on the posterior means with a bandwidth floor (see `independence`), pruning on the
-  expected keep mask after half a phase (see THRESHOLDS and `prune`).
+  expected keep mask after half a phase (see dropout.THRESHOLDS and `prune`).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -37,18 +37,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifelong import hsic, losses
+from lifelong.models import dropout as cdrop
 from lifelong.models.base import Codes, GenerativeModel, LatentBlock, Posterior
 from lifelong.models.nets import ConvBody, DecoderHead, DeconvBody, GaussianHead, feature_grid
 
 A_MIN = 0.05  # floor of the Dirichlet concentrations: keeps rsample and its gradient finite
-# Sec. V-G thresholds on a component's keep mask (keep_scores). Gau: the paper's 0.8. GS: the
-# paper's 0.1 is applied to one *sampled* mask of eq. 22, which at T = 0.1 is nearly 0 or 1, so
-# its outcome is a coin flip with the dropout rate p (Table VI's fractional "Selected K" is the
-# average over trials, ~K(1 - p)). We decide deterministically on the expected mask 1 - p
-# instead: eq. 23 holds every component the reconstruction does not need at p ~ 0.5 and the
-# needed ones fall towards 0 (measured on digits: 0.45-0.51 against 0.01-0.14), so 0.6 (p > 0.4)
-# separates them.
-THRESHOLDS = {"gs": 0.6, "gau": 0.8}
 
 
 @dataclass
@@ -75,7 +68,7 @@ class MVAEConfig:
     sequential: bool = False  # one task per phase (shows forgetting) instead of the union
 
     def validate(self) -> None:
-        if self.dropout not in ("none", "gs", "gau"):
+        if self.dropout not in cdrop.SCHEMES:
             raise ValueError(f"dropout must be 'none', 'gs' or 'gau', not {self.dropout!r}")
         if self.hsic_form not in ("joint", "pairwise"):
             raise ValueError(f"hsic_form must be 'joint' or 'pairwise', not {self.hsic_form!r}")
@@ -115,10 +108,9 @@ class MVAE(GenerativeModel):
         self.sub_decoders = nn.ModuleList(sub)
         self.mix_head = DecoderHead(h, features, h)
         self.mix_body = DeconvBody(c, size, cfg.channels)
-        # nu of eq. 32: one dropout logit per component. GS: p = sigmoid(nu); Gau: p =
-        # sigmoid(nu) / 2, so tau = p / (1 - p) stays in (0, 1) where eq. 19 holds.
-        p0 = cfg.dropout_init * (2.0 if cfg.dropout == "gau" else 1.0)
-        self.drop_logit = nn.Parameter(torch.full((k,), math.log(p0 / (1.0 - p0))))
+        # nu of eq. 32: one dropout logit per component (dropout.py)
+        nu = cdrop.initial_logit(cfg.dropout, cfg.dropout_init)
+        self.drop_logit = nn.Parameter(torch.full((k,), nu))
         self.drop_logit.requires_grad_(cfg.dropout != "none")
         self.register_buffer("active", torch.ones(k, dtype=torch.bool))
         # Batch-averaged Dirichlet means seen in training: the weights decode() mixes codes
@@ -144,10 +136,7 @@ class MVAE(GenerativeModel):
 
     def dropout_rates(self) -> torch.Tensor:
         """p of every component [K] (0 without dropout)."""
-        if self.config.dropout == "none":
-            return torch.zeros_like(self.drop_logit)
-        p = torch.sigmoid(self.drop_logit)
-        return p / 2 if self.config.dropout == "gau" else p
+        return cdrop.rates(self.drop_logit, self.config.dropout)
 
     # -- per-component pieces ------------------------------------------------------------
     def _encode(self, k: int, x: torch.Tensor):
@@ -264,14 +253,7 @@ class MVAE(GenerativeModel):
     def _masks(self, ks: list[int], n: int) -> torch.Tensor:
         """Keep masks m [n, K'] of the active components ks (one per sample and component)."""
         cfg = self.config
-        if cfg.dropout == "gs":  # eq. 22
-            return losses.relaxed_keep_mask(self.drop_logit[ks], cfg.temperature, (n, len(ks)))
-        p = self.dropout_rates()[ks]
-        tau = p / (1 - p)  # Gau: m ~ N(1, tau) (Sec. III-C), reparameterised
-        m = 1.0 + tau.sqrt() * torch.randn(n, len(ks), device=p.device)
-        # Eq. 16 renormalises m_i w_i; a negative mask would flip a component's sign and could
-        # drive the sum to zero, so a mask is at least 0 (fully dropped).
-        return m.clamp_min(0.0)
+        return cdrop.keep_masks(self.drop_logit[ks], cfg.dropout, cfg.temperature, n)
 
     def _terms(self, x: torch.Tensor, expert: int | None = None, dropout: bool = True) -> dict:
         """Per-sample terms [N] and batch terms (scalars) of the objective."""
@@ -312,20 +294,13 @@ class MVAE(GenerativeModel):
         components' codes [N, d] each.
 
         Codes are the posterior means by default: z_i and z_j are independent given x, so all
-        their dependence goes through the means, and on samples the encoders can lower dHSIC
-        by inflating the noise (on digits, sampled codes measured ~0.001 for any beta and beta
-        = 10 changed nothing). Bandwidths: the median heuristic, floored at
-        hsic_min_bandwidth. Without the floor HSIC is scale-free, so code moves far below the
-        prior's unit scale count in full and the cheapest way to satisfy the regulariser is an
-        exactly constant code: with beta = 10 all four components collapsed (KL 0.01 nats,
-        2,500 steps). With the floor 0.3, beta = 10 halved to quartered the components'
-        pairwise HSIC (floor 1.0: only 1.4x lower). Its reconstruction cost is mostly a delay:
-        on digits (K = 4, two seeds, test SSE beta = 10 / beta = 0) 1.24x after 1,200 steps,
-        1.18x after 2,400 (seed 0: 1.14x after 3,600); the pairwise HSIC ratio went .31 ->
-        .71 over the same steps, as the beta = 0 components also drift towards independence.
-        hsic_form="pairwise" (eq. 11 with HSIC as d, 12 ordered pairs) at beta = 10 costs more
-        for no lasting gain (seed 0, 2,400 steps: SSE 1.41x, HSIC .0042 vs .0043), so eq. 15's
-        joint dHSIC stays the default."""
+        their dependence goes through the means (on sampled codes the encoders lowered dHSIC by
+        inflating the noise; beta = 10 changed nothing). Bandwidths: the median heuristic,
+        floored at hsic_min_bandwidth: HSIC is scale-free, and without the floor beta = 10
+        collapsed every component to a constant code (KL 0.01 nats). With 0.3 it cut the
+        pairwise HSIC 2-4x at a reconstruction cost that shrinks with training (figures in
+        tests/models/test_mvae.py). The pairwise form (eq. 11) cost more for no lasting gain,
+        so eq. 15's joint dHSIC is the default."""
         if len(z) < 2:
             return torch.zeros((), device=z[0].device)
         floor = self.config.hsic_min_bandwidth
@@ -352,13 +327,10 @@ class MVAE(GenerativeModel):
         # reconstruction needs fall to p ~ 0, the others are held at 0.5 by eq. 23). Weighted
         # 1/N (terms of global parameters against a reconstruction summed over a batch), every
         # p fell towards 0 on digits and nothing was ever pruned; dropout_weight sets it.
-        p = self.dropout_rates()[self.experts()]
-        if cfg.dropout == "gs":
-            out["entropy"] = losses.bernoulli_entropy(p).sum()  # eq. 23, one per component
-            total = total - cfg.dropout_weight * out["entropy"]
-        elif cfg.dropout == "gau":
-            out["kl_m"] = losses.gaussian_dropout_kl(p / (1 - p)).sum()  # eq. 19
-            total = total + cfg.dropout_weight * out["kl_m"]
+        if cfg.dropout != "none":  # eq. 23 (gs, rewarded) or eq. 19 (gau)
+            name, value, sign = cdrop.penalty(self.dropout_rates()[self.experts()], cfg.dropout)
+            out[name] = value
+            total = total + sign * cfg.dropout_weight * value
         with torch.no_grad():  # the weights decode() mixes prior codes with
             mean_w = torch.zeros_like(self.mix_weights)
             mean_w[self.experts()] = self._mean_weights(t["a"]).mean(0)
@@ -367,17 +339,8 @@ class MVAE(GenerativeModel):
         return out
 
     def keep_scores(self) -> torch.Tensor:
-        """The keep mask each component is judged by (Sec. V-G), [K]. GS: E[m_i] = 1 - p_i, the
-        mask of eq. 22 in expectation. Gau: E[clip(m_i, 0, 1)] for m_i ~ N(1, tau_i), the mask
-        as eq. 16 applies it (E[m_i] itself is always 1, so the threshold 0.8 "given that the
-        sampling takes place from a Gaussian with mean 1" can only mean the clipped mask)."""
-        p = self.dropout_rates().detach()
-        if self.config.dropout == "gau":
-            s = (p / (1 - p)).sqrt()
-            normal = torch.distributions.Normal(0.0, 1.0)
-            phi = lambda v: normal.log_prob(v).exp()  # noqa: E731
-            return 1 - normal.cdf(-1 / s) - s * (phi(torch.zeros_like(s)) - phi(1 / s))
-        return 1 - p
+        """The keep mask each component is judged by (Sec. V-G), [K] (dropout.keep_scores)."""
+        return cdrop.keep_scores(self.dropout_rates().detach(), self.config.dropout)
 
     @torch.no_grad()
     def prune(self) -> list[int]:
@@ -389,22 +352,20 @@ class MVAE(GenerativeModel):
         cfg = self.config
         if cfg.dropout == "none" or self.progress < cfg.prune_start:
             return []
-        thr = cfg.prune_threshold if cfg.prune_threshold >= 0 else THRESHOLDS[cfg.dropout]
+        thr = cfg.prune_threshold if cfg.prune_threshold >= 0 else cdrop.THRESHOLDS[cfg.dropout]
         score = self.keep_scores()
-        pruned = []
-        for k in sorted(self.experts(), key=lambda k: float(score[k])):
-            if float(score[k]) < thr and len(self.experts()) > cfg.min_components:
-                self.active[k] = False
-                pruned.append(k)
-                self._pruned.append(
-                    {
-                        "type": "component_pruned",
-                        "expert": k,
-                        "epoch": self._epoch,
-                        "keep_score": float(score[k]),
-                        "threshold": thr,
-                    }
-                )
+        pruned = cdrop.to_prune(score, self.experts(), thr, cfg.min_components)
+        for k in pruned:
+            self.active[k] = False
+            self._pruned.append(
+                {
+                    "type": "component_pruned",
+                    "expert": k,
+                    "epoch": self._epoch,
+                    "keep_score": float(score[k]),
+                    "threshold": thr,
+                }
+            )
         self._sync_requires_grad()
         return pruned
 

@@ -1,0 +1,90 @@
+"""Component dropout of MVAE (paper 002, Sec. III-C/D, V-G): which mixture components a model
+keeps. Pure functions of the per-component dropout logits nu [K] (eq. 32), used by mvae.py.
+
+Two schemes: "gs" (MVAE-GS) draws a relaxed Bernoulli keep mask per sample and component
+(eq. 22) and rewards the entropy of the rate (eqs. 23-24); "gau" (MVAE-Gau) multiplies by a
+Gaussian mask m ~ N(1, tau), tau = p / (1 - p), under the variational-dropout KL (eqs. 18-19).
+A component whose keep score falls below Sec. V-G's threshold leaves the mixture for good.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from lifelong import losses
+
+SCHEMES = ("none", "gs", "gau")
+# Sec. V-G thresholds on a component's keep mask (keep_scores). Gau: the paper's 0.8. GS: the
+# paper's 0.1 is applied to one *sampled* mask of eq. 22, which at T = 0.1 is nearly 0 or 1, so
+# its outcome is a coin flip with the dropout rate p (Table VI's fractional "Selected K" is the
+# average over trials, ~K(1 - p)). We decide deterministically on the expected mask 1 - p
+# instead: eq. 23 holds every component the reconstruction does not need at p ~ 0.5 and the
+# needed ones fall towards 0 (measured on digits: 0.45-0.51 against 0.01-0.14), so 0.6 (p > 0.4)
+# separates them.
+THRESHOLDS = {"gs": 0.6, "gau": 0.8}
+
+
+def initial_logit(scheme: str, p0: float) -> float:
+    """nu giving the rate p0. GS: p = sigmoid(nu); Gau: p = sigmoid(nu) / 2, so tau = p / (1-p)
+    stays in (0, 1), where eq. 19 holds."""
+    q = p0 * (2.0 if scheme == "gau" else 1.0)
+    return math.log(q / (1.0 - q))
+
+
+def rates(logit: torch.Tensor, scheme: str) -> torch.Tensor:
+    """The dropout rate p of every component [K] (0 without dropout)."""
+    if scheme == "none":
+        return torch.zeros_like(logit)
+    p = torch.sigmoid(logit)
+    return p / 2 if scheme == "gau" else p
+
+
+def keep_masks(logit: torch.Tensor, scheme: str, temperature: float, n: int) -> torch.Tensor:
+    """Keep masks m [n, K'] for the components whose logits [K'] are given, one per sample and
+    component, differentiable in the logits."""
+    if scheme == "gs":  # eq. 22
+        return losses.relaxed_keep_mask(logit, temperature, (n, len(logit)))
+    p = rates(logit, scheme)
+    tau = p / (1 - p)  # Gau: m ~ N(1, tau) (Sec. III-C), reparameterised
+    m = 1.0 + tau.sqrt() * torch.randn(n, len(logit), device=p.device)
+    # Eq. 16 renormalises m_i w_i; a negative mask would flip a component's sign and could drive
+    # the sum to zero, so a mask is at least 0 (fully dropped).
+    return m.clamp_min(0.0)
+
+
+def penalty(p: torch.Tensor, scheme: str) -> tuple[str, torch.Tensor, float]:
+    """(name, value, sign) of the dropout term for the rates p of the active components: the
+    loss adds sign * value. GS: the entropy H(p) summed (eq. 23, rewarded: sign -1); Gau: the
+    KL of eq. 19 summed (sign +1)."""
+    if scheme == "gs":
+        return "entropy", losses.bernoulli_entropy(p).sum(), -1.0
+    return "kl_m", losses.gaussian_dropout_kl(p / (1 - p)).sum(), 1.0
+
+
+def keep_scores(p: torch.Tensor, scheme: str) -> torch.Tensor:
+    """The keep mask each component is judged by (Sec. V-G), [K]. GS: E[m_i] = 1 - p_i, the
+    mask of eq. 22 in expectation. Gau: E[clip(m_i, 0, 1)] for m_i ~ N(1, tau_i), the mask as
+    eq. 16 applies it (E[m_i] itself is always 1, so the threshold 0.8 "given that the sampling
+    takes place from a Gaussian with mean 1" can only mean the clipped mask)."""
+    if scheme == "gau":
+        s = (p / (1 - p)).sqrt()
+        normal = torch.distributions.Normal(0.0, 1.0)
+
+        def phi(v):
+            return normal.log_prob(v).exp()
+
+        return 1 - normal.cdf(-1 / s) - s * (phi(torch.zeros_like(s)) - phi(1 / s))
+    return 1 - p
+
+
+def to_prune(scores: torch.Tensor, active: list[int], threshold: float, keep: int) -> list[int]:
+    """The active components to prune, lowest keep score first: those below `threshold`, as
+    long as at least `keep` components remain."""
+    out, left = [], len(active)
+    for k in sorted(active, key=lambda k: float(scores[k])):
+        if float(scores[k]) < threshold and left > keep:
+            out.append(k)
+            left -= 1
+    return out
