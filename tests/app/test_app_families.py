@@ -46,9 +46,14 @@ def test_every_page_opens(family, family_runs, v2_navigation, monkeypatch):
     at.run()
     at.selectbox(key="run_label").set_value(f"{family_runs.name}/{family}").run()
     assert not at.exception, (family, at.exception)
+    every_page_opens(at, family)
+
+
+def every_page_opens(at, what: str) -> None:
+    """Switch `at` to each page in turn: no exception, no error block, and something shown (a
+    picture, a chart, or a plain statement of what the run's family lacks)."""
     for page in PAGES:
         at.switch_page(page).run()
-        assert not at.exception, (family, page, at.exception)
-        assert not at.error, (family, page, [e.value for e in at.error])
-        # something is shown: a picture, a chart, or a plain statement of what is missing
-        assert at.get("image") or at.get("plotly_chart") or at.info, (family, page)
+        assert not at.exception, (what, page, at.exception)
+        assert not at.error, (what, page, [e.value for e in at.error])
+        assert at.get("image") or at.get("plotly_chart") or at.info, (what, page)

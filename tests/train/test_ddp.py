@@ -48,9 +48,10 @@ def _torchrun(out: Path, *extra: str, launcher=None) -> subprocess.CompletedProc
     return proc
 
 
-def _single(out: Path) -> Path:
+def _args(out: Path) -> TrainArgs:
+    """The single-process equivalent of _torchrun's command."""
     overrides = {"latent_dim": 2, "hidden": 16, "channels": 4}
-    args = TrainArgs(
+    return TrainArgs(
         model="lmvae",
         tasks=TASKS.split(","),
         out=out,
@@ -60,7 +61,10 @@ def _single(out: Path) -> Path:
         overrides=overrides,
         threads=1,
     )
-    return train(args, callbacks=[])
+
+
+def _single(out: Path) -> Path:
+    return train(_args(out), callbacks=[])
 
 
 def _complete(out: Path) -> runs.Run:
@@ -107,18 +111,8 @@ def test_torchrun_resumes_a_single_process_checkpoint(tmp_path):
                 raise KeyboardInterrupt
 
     out = tmp_path / "run"
-    args = TrainArgs(
-        model="lmvae",
-        tasks=TASKS.split(","),
-        out=out,
-        epochs=3,
-        batch_size=32,
-        device="cpu",
-        overrides={"latent_dim": 2, "hidden": 16, "channels": 4},
-        threads=1,
-    )
     with pytest.raises(KeyboardInterrupt):
-        train(args, callbacks=[Stop()])
+        train(_args(out), callbacks=[Stop()])
     proc = _torchrun(out, "--resume")
     assert "going on from the checkpoint after epoch 1 of task 1" in proc.stderr
     _complete(out)
