@@ -291,29 +291,42 @@ def live_decoder(
     placeholder = picture.empty()
     initial = {n: [float(np.clip(v, -3, 3)) for v in base] for n, base in start.codes.items()}
     full_run = {"now": True}  # the fragments' closure: False when they rerun on their own
+    # Every slider's current value in one plain dict (one session-state lookup per run, not
+    # one per variable): each slider writes its own value, the decode reads them all.
+    if f"{state_key}-values" not in st.session_state:
+        st.session_state[f"{state_key}-values"] = {n: list(v) for n, v in initial.items()}
+    values = st.session_state[f"{state_key}-values"]
 
-    def show(t0: float, t1: float) -> None:
-        codes = {
-            n: [st.session_state.get(f"{state_key}-{n}-{i}", v) for i, v in enumerate(vals)]
-            for n, vals in initial.items()
-        }
-        img = traversal.decode(model, codes, start.expert)
-        t2 = time.perf_counter()
-        png = images.png_bytes(images.upscale(img[0], 6), compress_level=1)
-        placeholder.image(png, caption="decoded", width="stretch", output_format="PNG")
-        if on_timing:
-            on_timing(t0, t1, t2, time.perf_counter())
+    decoder = traversal.live_decoder(model, initial, start.expert)
+
+    def show(image: torch.Tensor) -> None:
+        # A data: URL goes to the browser inside the delta: st.image neither re-opens the
+        # PNG with PIL to check its size nor files it with the media manager, and the
+        # browser needs no second request for it (bench/bench_traversal.py).
+        url = images.png_data_url(images.upscale(image[0], 6))
+        placeholder.image(url, caption="decoded", width="stretch")
 
     @st.fragment
     def slider(name: str, i: int) -> None:
         t0 = time.perf_counter()
         torch_for_this_thread()  # a fragment rerun runs in a new script thread
         key = f"{state_key}-{name}-{i}"
-        st.slider(f"{name}[{i}]", -3.0, 3.0, initial[name][i], 0.05, key=key)
         if full_run["now"]:
+            values[name][i] = st.slider(f"{name}[{i}]", -3.0, 3.0, initial[name][i], 0.05, key=key)
             placeholder.empty()  # reserve the outside placeholder (see above)
-        else:
-            show(t0, time.perf_counter())
+            return
+        # A rerun of this fragment: the moved slider's new value is in session state before
+        # st.slider runs. Decode first, before any delta of this rerun is queued: the
+        # server's event loop wakes to send each delta, and would contend for the GIL with
+        # the decode's torch calls (bench/bench_traversal.py: ~0.5 ms of a ~1 ms decode).
+        values[name][i] = st.session_state.get(key, values[name][i])
+        image = decoder(values)
+        t1 = time.perf_counter()
+        st.slider(f"{name}[{i}]", -3.0, 3.0, initial[name][i], 0.05, key=key)
+        t2 = time.perf_counter()
+        show(image)
+        if on_timing:  # stamps in the documented order: slider, decode, image
+            on_timing(t0, t0 + (t2 - t1), t0 + (t2 - t0), time.perf_counter())
 
     for name, vals in initial.items():
         cols = panel.columns(min(len(vals), 5))
@@ -321,7 +334,7 @@ def live_decoder(
             with cols[i % len(cols)]:
                 slider(name, i)
     full_run["now"] = False
-    show(time.perf_counter(), time.perf_counter())
+    show(decoder(values))
 
 
 @st.cache_resource

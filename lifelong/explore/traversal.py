@@ -7,6 +7,9 @@ the others held at the input's posterior mean.
 
 from __future__ import annotations
 
+import warnings
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +70,72 @@ def decode(model, codes: dict[str, list[float]], expert: int | None) -> torch.Te
     dev = model.device
     tensors = {k: torch.tensor([v], dtype=torch.float32, device=dev) for k, v in codes.items()}
     return model.decode(tensors, expert) if model.experts() else model.decode(tensors)
+
+
+class _FlatDecode(torch.nn.Module):
+    """model.decode of one expert as a module of one flat code [1, D] (blocks concatenated in
+    `names` order), so torch.jit.trace can record it."""
+
+    def __init__(self, model, names: list[str], dims: list[int], expert: int | None):
+        super().__init__()
+        self.model, self.names, self.dims, self.expert = model, names, dims, expert
+
+    def forward(self, flat: torch.Tensor) -> torch.Tensor:
+        codes = dict(zip(self.names, flat.split(self.dims, dim=1), strict=True))
+        if self.model.experts():
+            return self.model.decode(codes, self.expert)
+        return self.model.decode(codes)
+
+
+_LIVE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {key: decoder}
+
+
+def live_decoder(model, codes: dict[str, list[float]], expert: int | None) -> Callable:
+    """A decoder for the slider panel: codes (block -> [d], the blocks of `codes`) -> one
+    image [1, C, H, W], as `decode` but traced once per model and expert (TorchScript).
+
+    A slider step decodes one image, so the cost is per-op overhead, not arithmetic: the
+    traced graph skips each nn.Module call's Python (~0.6 ms instead of ~0.8 ms for the
+    default L-MVAE decoder on a CPU that was idle between steps). Tracing is checked against
+    eager decoding on two codes; a family whose decode cannot be traced faithfully (or raises)
+    keeps the eager `decode` (the returned callable then has no `traced` attribute). Cached
+    per model (weakly), so the app's cached models trace once per expert.
+    """
+    names, dims = list(codes), [len(v) for v in codes.values()]
+    key = (tuple(names), tuple(dims), expert)
+    # Freezing folds the weights into the graph: a model trained further (its parameters'
+    # in-place version counters moved) gets traced again.
+    version = tuple(p._version for p in model.parameters())
+    cache = _LIVE.setdefault(model, {})
+    if key not in cache or cache[key][0] != version:
+        fn = _trace(model, names, dims, expert) or (lambda c: decode(model, c, expert))
+        cache[key] = (version, fn)
+    return cache[key][1]
+
+
+def _trace(model, names: list[str], dims: list[int], expert: int | None) -> Callable | None:
+    flat = _FlatDecode(model, names, dims, expert)
+    dev = model.device
+    g = torch.Generator().manual_seed(0)
+    probes = [torch.zeros(1, sum(dims)), torch.randn(1, sum(dims), generator=g)]
+    probes = [p.to(dev) for p in probes]
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings for Python-side branches
+            traced = torch.jit.trace(flat, probes[0], check_trace=False)
+            traced = torch.jit.freeze(traced.eval())
+            if not all(torch.allclose(traced(p), flat(p), atol=1e-5) for p in probes):
+                return None
+    except Exception:  # noqa: BLE001 - any tracing failure means: decode eagerly
+        return None
+
+    @torch.no_grad()
+    def run(codes: dict[str, list[float]]) -> torch.Tensor:
+        values = [v for n in names for v in codes[n]]
+        return traced(torch.tensor([values], dtype=torch.float32, device=dev))
+
+    run.traced = True
+    return run
 
 
 @torch.no_grad()

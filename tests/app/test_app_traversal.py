@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from lifelong import runs
 from lifelong.explore import traversal
@@ -28,8 +31,11 @@ def latent_sliders(at):
 
 
 def decoded(at, media) -> np.ndarray:
+    """The live decoder's pixels: its image travels as a data: URL (no media file)."""
     (image,) = [im for im in at.get("image") if im.captions == ["decoded"]]
-    return media(image.value[0])
+    url = image.value[0]
+    assert url.startswith("data:image/png;base64,"), url[:40]
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
 
 
 def expert_caption(at) -> str:

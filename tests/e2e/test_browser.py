@@ -170,6 +170,18 @@ def test_overview(page, server):
     screenshot(page, "overview")
 
 
+def settled_src(page, img, quiet_ms: int = 1500) -> str:
+    """The img's src once it has not changed for quiet_ms (queued slider reruns done)."""
+    src, deadline = img.get_attribute("src"), time.monotonic() + TIMEOUT_MS / 1000
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(quiet_ms)
+        now = img.get_attribute("src")
+        if now == src:
+            return src
+        src = now
+    raise AssertionError("the decoded image kept changing")
+
+
 def test_traversal_slider_decodes_live(page):
     from playwright.sync_api import expect
 
@@ -181,10 +193,19 @@ def test_traversal_slider_decodes_live(page):
     before = decoded.locator("img").get_attribute("src")
     value = float(sliders.first.get_attribute("value"))
     sliders.first.focus()
+    there, back = ("ArrowRight", "ArrowLeft") if value < 2 else ("ArrowLeft", "ArrowRight")
     for _ in range(10):
-        sliders.first.press("ArrowRight" if value < 2 else "ArrowLeft")
+        sliders.first.press(there)
     expect(decoded.locator("img")).not_to_have_attribute("src", before)
     assert float(sliders.first.get_attribute("value")) != pytest.approx(value)
+    # The image is a data: URL of the decoded pixels: one step on and one step back must give
+    # the very same image again, so each rerun decoded the slider's current value, not a
+    # stale one (the first steps snap the posterior mean onto the slider's 0.05 grid).
+    moved = settled_src(page, decoded.locator("img"))
+    sliders.first.press(there)
+    expect(decoded.locator("img")).not_to_have_attribute("src", moved, timeout=TIMEOUT_MS)
+    sliders.first.press(back)
+    expect(decoded.locator("img")).to_have_attribute("src", moved, timeout=TIMEOUT_MS)
     images_render(main, 2)
     screenshot(page, "traversal")
 

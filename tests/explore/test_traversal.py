@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from lifelong.explore import images, overview, summary, traversal
-from lifelong.models import build
+from lifelong.models import REGISTRY, build
 from lifelong.models.lmvae import LMVAEConfig
+from lifelong.train.trainer import build_config
 from tests.conftest import synthetic_task
 
 
@@ -129,3 +131,30 @@ def test_sweep_with_an_order_and_posterior_ranges():
     z = torch.tensor(start.codes["z0"]).repeat(4, 1)
     z[:, 2] = torch.linspace(0.5, 2.0, 4)
     assert torch.allclose(imgs[:4], model.decode({"z0": z}, 0), atol=1e-6)
+
+
+@pytest.mark.parametrize("family", sorted(REGISTRY))
+def test_live_decoder_is_traced_and_decodes_as_eager_decode(family):
+    """The slider panel's traced decoder gives decode()'s image for every family and expert,
+    for the start code and a moved one, and follows weights that change afterwards."""
+    torch.manual_seed(0)
+    tasks = ["digits:classes=0-4", "digits:classes=5-9"]
+    model = build(family, build_config(family, tasks, {})).eval()
+    for expert in model.experts() or [None]:
+        start = traversal.start_from_prior(model, expert, seed=1)
+        live = traversal.live_decoder(model, start.codes, expert)
+        assert getattr(live, "traced", False), f"{family}: fell back to eager decoding"
+        moved = {
+            n: [v + 0.7 * (i == 0) for i, v in enumerate(vals)] for n, vals in start.codes.items()
+        }
+        for codes in (start.codes, moved):
+            want = traversal.decode(model, codes, expert)
+            assert torch.allclose(live(codes), want, atol=1e-5)
+        assert not torch.allclose(live(start.codes), live(moved))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(0.5)
+    live = traversal.live_decoder(model, start.codes, expert)
+    assert torch.allclose(
+        live(start.codes), traversal.decode(model, start.codes, expert), atol=1e-5
+    )
