@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from lifelong import losses
+from lifelong.models import stacked
 from lifelong.models.base import Codes, GenerativeModel, LatentBlock, Posterior
 from lifelong.models.nets import ConvBody, DeconvBody, VAEExpert
 
@@ -49,6 +50,7 @@ class LMVAEConfig:
     temperature: float = 0.5  # T of the Gumbel-softmax eq. 20 (not given in the paper)
     label_fraction: float = 1000 / 60000  # "semi": labelled share (Sec. VII-B: 1,000 MNIST)
     semi_beta: float = 0.5  # "semi": beta of eq. 23 (Sec. VII-B)
+    expert_batching: str = "auto"  # experts in one vmapped call or a loop (models/stacked.py)
 
     def validate(self) -> None:
         if self.objective not in ("elbo", "capacity"):
@@ -61,6 +63,7 @@ class LMVAEConfig:
             raise ValueError(
                 f"supervision must be 'none', 'supervised' or 'semi', not {self.supervision!r}"
             )
+        stacked.resolve(self.expert_batching, torch.device("cpu"))  # a valid name
         if self.n_classes < 2 or self.temperature <= 0 or not 0 < self.label_fraction <= 1:
             raise ValueError("need n_classes >= 2, temperature > 0 and 0 < label_fraction <= 1")
         if not self.dynamic and 0 < self.n_experts < self.n_tasks:
@@ -157,10 +160,21 @@ class LMVAE(GenerativeModel):
         z = losses.reparameterise(mu, logvar) if sample else mu
         return losses.vae_terms(self._logits(k, z), x, mu, logvar)
 
+    def _terms_of(self, ks: list[int], x: torch.Tensor, sample: bool = True) -> list[dict]:
+        """Eq. 1's terms of the experts `ks` on the same x: one vmapped call over their stacked
+        parameters, or a loop (config.expert_batching; L-MVAE-Dyn's shared bodies: a loop)."""
+        mode = stacked.resolve(self.config.expert_batching, x.device)
+        plain = type(self)._terms is LMVAE._terms  # the supervised experts have their own
+        if mode == "loop" or self.config.dynamic or not plain or len(ks) < 2:
+            return [self._terms(k, x, sample) for k in ks]
+        experts = [self.experts_[k] for k in ks]
+        t = stacked.expert_terms(experts, x, self.config.latent_dim, sample)
+        return [{"rec": t["rec"][i], "kl": t["kl"][i]} for i in range(len(ks))]
+
     def expert_elbos(self, x: torch.Tensor, sample: bool = True) -> torch.Tensor:
         """ELBO of every expert per sample (eq. 1): [N, K] nats. sample=False decodes the
         posterior mean, a deterministic stand-in used for routing so a UI shows stable choices."""
-        cols = [losses.elbo(self._terms(k, x, sample)) for k in self.experts()]
+        cols = [losses.elbo(t) for t in self._terms_of(self.experts(), x, sample)]
         return torch.stack(cols, dim=1)
 
     # -- inference -----------------------------------------------------------------------
@@ -241,7 +255,7 @@ class LMVAE(GenerativeModel):
     def loss(self, batch: dict[str, torch.Tensor], task: int) -> dict[str, torch.Tensor]:
         ks = self.trainable.nonzero().flatten().tolist()
         w = self._mixing_weights(ks, batch["x"].device)
-        return self._mixture_loss([self._terms(k, batch["x"]) for k in ks], w)
+        return self._mixture_loss(self._terms_of(ks, batch["x"]), w)
 
     def _mixture_loss(self, per_expert: list[dict], w: torch.Tensor, weight=None) -> dict:
         """Eq. 2 over the experts' terms ({"rec", "kl"} [N] each) with weights w; the batch is

@@ -33,13 +33,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lifelong import hsic, losses
 from lifelong.models import dropout as cdrop
+from lifelong.models import stacked
 from lifelong.models.base import Codes, GenerativeModel, LatentBlock, Posterior
-from lifelong.models.nets import ConvBody, DecoderHead, DeconvBody, GaussianHead, feature_grid
+from lifelong.models.nets import (
+    ComponentEncoder,
+    ConvBody,
+    DecoderHead,
+    DeconvBody,
+    GaussianHead,
+    feature_grid,
+)
 
 A_MIN = 0.05  # floor of the Dirichlet concentrations: keeps rsample and its gradient finite
 
@@ -66,6 +73,7 @@ class MVAEConfig:
     min_components: int = 1  # pruning never goes below this
     prune_start: float = 0.5  # fraction of a phase's training before pruning may act
     sequential: bool = False  # one task per phase (shows forgetting) instead of the union
+    expert_batching: str = "auto"  # components in one vmapped call or a loop (stacked.py)
 
     def validate(self) -> None:
         if self.dropout not in cdrop.SCHEMES:
@@ -85,6 +93,7 @@ class MVAEConfig:
             raise ValueError(f"prune_start must be in [0, 1], not {self.prune_start}")
         if self.beta < 0 or self.prior_concentration <= 0 or self.dropout_weight < 0:
             raise ValueError("need beta >= 0, prior_concentration > 0 and dropout_weight >= 0")
+        stacked.resolve(self.expert_batching, torch.device("cpu"))  # a valid name
         if min(self.latent_dim, self.channels, self.hidden, self.n_tasks) < 1:
             raise ValueError("latent_dim, channels, hidden and n_tasks must be >= 1")
 
@@ -139,12 +148,30 @@ class MVAE(GenerativeModel):
         return cdrop.rates(self.drop_logit, self.config.dropout)
 
     # -- per-component pieces ------------------------------------------------------------
+    def _encoder(self, k: int) -> ComponentEncoder:
+        return ComponentEncoder(self.enc_bodies[k], self.enc_heads[k], self.dir_heads[k], A_MIN)
+
     def _encode(self, k: int, x: torch.Tensor):
         """x -> (mu [N, d], logvar [N, d], a [N]) of component k (Alg. 1 l. 5)."""
-        h = self.enc_bodies[k](x)
-        mu, logvar = self.enc_heads[k](h)
-        a = F.softplus(self.dir_heads[k](h)).squeeze(-1) + A_MIN
-        return mu, logvar, a.clamp(max=1e3)
+        return self._encoder(k)(x)
+
+    def _batched(self, ks: list[int], x: torch.Tensor) -> bool:
+        mode = stacked.resolve(self.config.expert_batching, x.device)
+        return mode == "vmap" and len(ks) > 1
+
+    def _encode_all(self, ks: list[int], x: torch.Tensor) -> list[tuple]:
+        """_encode of every component in ks: a loop, or one vmapped call (stacked.py)."""
+        if not self._batched(ks, x):
+            return [self._encode(k, x) for k in ks]
+        mu, logvar, a = stacked.vcall([self._encoder(k) for k in ks], x, in_dims=(None,))
+        return list(zip(mu, logvar, a, strict=True))
+
+    def _sub_decode_all(self, ks: list[int], z: list[torch.Tensor]) -> list[torch.Tensor]:
+        """t_k(z_k) [N, hidden] of every component in ks (eq. 4's sub-decoders)."""
+        if not self._batched(ks, z[0]):
+            return [self.sub_decoders[k](zk) for k, zk in zip(ks, z, strict=True)]
+        subs = [self.sub_decoders[k] for k in ks]
+        return list(stacked.vcall(subs, torch.stack(z), in_dims=(0,)))
 
     def _mix_logits(self, s: list[torch.Tensor], b: torch.Tensor) -> torch.Tensor:
         """s: sub-decoder outputs [N, hidden] each, b [N, len(s)] their weights -> logits."""
@@ -264,7 +291,7 @@ class MVAE(GenerativeModel):
             kl = losses.gaussian_kl(mu, logvar)
             return {"nelbo": kl - rec, "rec": -rec, "kl": kl}
         ks = self.experts()
-        enc = [self._encode(k, x) for k in ks]
+        enc = self._encode_all(ks, x)
         z = [losses.reparameterise(mu, lv) for mu, lv, _ in enc]  # eq. 25
         a = torch.stack([e[2] for e in enc], dim=1)  # [N, K']
         w = torch.distributions.Dirichlet(a).rsample()  # eq. 26, implicit reparameterisation
@@ -272,7 +299,7 @@ class MVAE(GenerativeModel):
         if dropout and self.config.dropout != "none":
             mw = self._masks(ks, len(x)) * w
             b = mw / mw.sum(dim=1, keepdim=True).clamp_min(1e-8)  # eq. 16
-        s = [self.sub_decoders[k](zk) for k, zk in zip(ks, z, strict=True)]
+        s = self._sub_decode_all(ks, z)
         rec = losses.bernoulli_log_likelihood(self._mix_logits(s, b), x)
         # Eqs. 8, 30, 31: the KL of the joint posterior, i.e. summed over components (eq. 9's
         # 1/K average would not bound log p(x)).

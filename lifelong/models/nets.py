@@ -13,6 +13,7 @@ Sec. VI); the heads are the expert-specific parts.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -114,3 +115,19 @@ class VAEExpert(nn.Module):
 
     def decode_logits(self, z: torch.Tensor, body: nn.Module | None = None) -> torch.Tensor:
         return (body or self.dec_body)(self.dec_head(z))
+
+
+class ComponentEncoder(nn.Module):
+    """x -> (mu [N, d], logvar [N, d], a [N]) of one MVAE component (paper 002, Alg. 1 l. 5):
+    its encoder body, Gaussian head and Dirichlet head (a = softplus + a_min, capped at 1e3)
+    held together, so the components can be batched with vmap (models/stacked.py)."""
+
+    def __init__(self, body: nn.Module, head: nn.Module, dir_head: nn.Module, a_min: float):
+        super().__init__()
+        self.body, self.head, self.dir_head, self.a_min = body, head, dir_head, a_min
+
+    def forward(self, x: torch.Tensor):
+        h = self.body(x)
+        mu, logvar = self.head(h)
+        a = F.softplus(self.dir_head(h)).squeeze(-1) + self.a_min
+        return mu, logvar, a.clamp(max=1e3)

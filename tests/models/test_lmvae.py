@@ -83,9 +83,10 @@ def test_assignment_keeps_the_expert_nearest_the_new_task_free(tasks):
     assert chosen != 1 and bool(model.trainable[1]) and not bool(model.trainable[chosen])
 
 
-def test_frozen_expert_gets_no_gradient_and_no_optimizer_update(tasks):
+@pytest.mark.parametrize("batching", ["loop", "vmap"])
+def test_frozen_expert_gets_no_gradient_and_no_optimizer_update(tasks, batching):
     torch.manual_seed(0)
-    model = build("lmvae", LMVAEConfig(n_tasks=3))
+    model = build("lmvae", LMVAEConfig(n_tasks=3, expert_batching=batching))
     model.before_task(0, tasks[0])
     _train(model, 0, tasks[0], steps=5)
     model.before_task(1, tasks[1])
