@@ -40,17 +40,15 @@ f_s and each f_k = DecoderHead + DeconvBody. Readings chosen where the paper lea
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from lifelong import losses
+from lifelong.models import cpvae_marginal as marginal
 from lifelong.models.base import Codes, GenerativeModel, LatentBlock, Posterior
 from lifelong.models.nets import ConvBody, DecoderHead, DeconvBody, GaussianHead, feature_grid
-
-LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass
@@ -114,12 +112,6 @@ def _decoder(cfg: CPVAEConfig, latent: int) -> nn.Sequential:
     return nn.Sequential(
         DecoderHead(latent, features, cfg.hidden), DeconvBody(c, size, cfg.channels)
     )
-
-
-def _log_ratio(v: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(v; 0, I) - log N(v; mu, exp(logvar)), summed over the last dim."""
-    log_q = -0.5 * (LOG_2PI + logvar + (v - mu).pow(2) * torch.exp(-logvar)).sum(-1)
-    return -0.5 * (LOG_2PI + v.pow(2)).sum(-1) - log_q
 
 
 class CPVAE(GenerativeModel):
@@ -228,33 +220,10 @@ class CPVAE(GenerativeModel):
     def decode(self, codes: Codes, expert: int | None = None) -> torch.Tensor:
         return torch.sigmoid(self.decode_logits(codes, expert))
 
-    @torch.no_grad()
     def population_log_likelihoods(self, x: torch.Tensor, samples: int | None = None):
-        """log p(x | theta_k, theta_s) for every population by importance sampling with
-        q(z, t_k | x) as proposal (eqs. 7-8): [N, T] nats; -inf for populations not learnt yet
-        (all count before any is). The same z draws serve every population, so their
-        differences are not blurred by independent noise in f_s."""
-        s = samples or self.config.classify_samples
-        learnt = self.seen if bool(self.seen.any()) else torch.ones_like(self.seen)
-        out = x.new_full((len(x), self.config.n_tasks), float("-inf"))
-        chunk = max(1, 4096 // s)
-        for i in range(0, len(x), chunk):
-            xb = x[i : i + chunk]
-            n = len(xb)
-            h = self.body(xb)
-            mu, logvar = self.shared_head(h)
-            z = mu + torch.randn(s, *mu.shape, device=x.device) * (0.5 * logvar).exp()
-            ratio_z = _log_ratio(z, mu, logvar)  # [S, n]
-            fs = self.shared_logits(z.reshape(s * n, -1))
-            x_rep = xb.unsqueeze(0).expand(s, *xb.shape).reshape(s * n, *xb.shape[1:])
-            for k in learnt.nonzero().flatten().tolist():
-                mu_t, logvar_t = self.private_heads[k](h)
-                t = mu_t + torch.randn(s, *mu_t.shape, device=x.device) * (0.5 * logvar_t).exp()
-                logits = fs + self.private_logits(t.reshape(s * n, -1), k)
-                log_px = losses.bernoulli_log_likelihood(logits, x_rep).view(s, n)
-                log_w = (log_px + ratio_z + _log_ratio(t, mu_t, logvar_t)).double()
-                out[i : i + n, k] = (torch.logsumexp(log_w, 0) - math.log(s)).float()
-        return out
+        """log p(x | theta_k, theta_s) for every population by importance sampling (eqs. 7-8,
+        cpvae_marginal.py): [N, T] nats, -inf for populations not learnt yet."""
+        return marginal.population_log_likelihoods(self, x, samples or self.config.classify_samples)
 
     def classify(self, x: torch.Tensor, samples: int | None = None) -> torch.Tensor:
         """Population of largest marginal likelihood (eq. 7): [N] long."""
