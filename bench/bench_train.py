@@ -117,7 +117,7 @@ def bare_mvae(m):
     k = m.config.n_components
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=m.config.lr)
-    prior = torch.full((BATCH, k), m.config.prior_concentration)
+    prior = torch.full((BATCH, k), m.config.prior_concentration, device=m.device)
 
     def step(b):
         x = b["x"]
@@ -186,9 +186,12 @@ def bare_infogan(m):
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
 
+    dev = m.device
+
     def codes(n):
-        z, c = torch.randn(n, cfg.noise_dim), torch.randn(n, cfg.latent_dim)
-        return z, c, F.one_hot(torch.randint(cfg.discrete_dim, (n,)), cfg.discrete_dim).float()
+        z, c = torch.randn(n, cfg.noise_dim, device=dev), torch.randn(n, cfg.latent_dim, device=dev)
+        d = torch.randint(cfg.discrete_dim, (n,), device=dev)
+        return z, c, F.one_hot(d, cfg.discrete_dim).float()
 
     def step(b):
         real = b["x"]
@@ -196,7 +199,7 @@ def bare_infogan(m):
         for _ in range(cfg.n_critic):
             with torch.no_grad():
                 fake = torch.sigmoid(g(*codes(n)))
-            eps = torch.rand(n, 1, 1, 1)
+            eps = torch.rand(n, 1, 1, 1, device=dev)
             x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
             (grad,) = torch.autograd.grad(d(x_hat).sum(), x_hat, create_graph=True)
             gp = (grad.flatten(1).pow(2).sum(1) + 1e-12).sqrt().sub(1).pow(2).mean()
@@ -224,23 +227,39 @@ def load_data():
     return SimpleNamespace(x=full.x, y=full.y, task=(full.y >= 5).long(), n=len(full.x))
 
 
-def batches(data, seed: int):
+def batches(data, seed: int, device):
+    """Random batches, already on the device (the copy is not timed, for either side)."""
     g = torch.Generator().manual_seed(seed)
     while True:
         idx = torch.randint(data.n, (BATCH,), generator=g)
-        yield {"x": data.x[idx], "y": data.y[idx], "task": data.task[idx]}
+        b = {"x": data.x[idx], "y": data.y[idx], "task": data.task[idx]}
+        yield {k: v.to(device) for k, v in b.items()}
 
 
-def measure(family: str, data, steps: int, chunk: int) -> tuple[float, float]:
+def parse_family(spec: str) -> tuple[str, dict]:
+    """ "lmvae" or "lmvae:expert_batching=vmap,latent_dim=4" -> (family, config overrides)."""
+    from lifelong.train.trainer import parse_overrides
+
+    family, _, rest = spec.partition(":")
+    return family, parse_overrides(family, [kv for kv in rest.split(",") if kv])
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(spec: str, data, steps: int, chunk: int, device) -> tuple[float, float]:
     torch.manual_seed(0)
-    cfg = build_config(family, TASKS, {})
-    model = models.build(family, cfg)
+    family, overrides = parse_family(spec)
+    cfg = build_config(family, TASKS, overrides)
+    model = models.build(family, cfg).to(device)
     model.train()
     model.progress = 0.0
     bare = BARE[family](model)  # a copy of the networks before any step
     model.before_task(0, data)
     opts = model.make_optimizers()
-    src = batches(data, 0)
+    src = batches(data, 0, device)
     fam = lambda b: model.train_step(b, 0, opts)  # noqa: E731
     for _ in range(2):  # warm-up: allocator, Adam state, lazy inits
         fam(next(src))
@@ -251,9 +270,11 @@ def measure(family: str, data, steps: int, chunk: int) -> tuple[float, float]:
         n = min(chunk, steps - done)
         for name, fn in (("family", fam), ("bare", bare)):
             bs = [next(src) for _ in range(n)]
+            sync(device)
             t0 = time.perf_counter()
             for b in bs:
                 fn(b)
+            sync(device)
             spent[name] += time.perf_counter() - t0
         done += n
     return steps * BATCH / spent["family"], steps * BATCH / spent["bare"]
@@ -261,17 +282,25 @@ def measure(family: str, data, steps: int, chunk: int) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--families", default=",".join(FAMILIES))
+    ap.add_argument(
+        "--families",
+        default=";".join(FAMILIES),
+        help="';'-separated; a family may carry config overrides: 'lmvae:expert_batching=vmap'",
+    )
     ap.add_argument("--steps", type=int, default=64, help="timed train steps per side")
     ap.add_argument("--chunk", type=int, default=8, help="steps per side between switches")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args(argv)
-    fams = [f.strip() for f in args.families.split(",") if f.strip()]
-    unknown = [f for f in fams if f not in BARE]
+    fams = [f.strip() for f in args.families.split(";") if f.strip()]
+    unknown = [f for f in fams if parse_family(f)[0] not in BARE]
     if unknown:
         ap.error(f"unknown families {unknown}; valid: {', '.join(FAMILIES)}")
     torch.set_flush_denormal(True)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device here")
     data = load_data()
     load0 = os.getloadavg()
     print(
@@ -284,11 +313,12 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(head))
     t_all = time.perf_counter()
     for fam in fams:
-        f_ips, b_ips = measure(fam, data, args.steps, args.chunk)
+        f_ips, b_ips = measure(fam, data, args.steps, args.chunk, device)
         ratio = f_ips / b_ips
         flag = "" if ratio >= 0.9 else " (< 0.9)"
         print(
-            f"{fam:<8} | {f_ips:>12.0f} | {b_ips:>10.0f} | {ratio:>5.2f} | {NOTES[fam]}{flag}",
+            f"{fam:<8} | {f_ips:>12.0f} | {b_ips:>10.0f} | {ratio:>5.2f} |"
+            f" {NOTES[parse_family(fam)[0]]}{flag}",
             flush=True,
         )
     load1 = os.getloadavg()
