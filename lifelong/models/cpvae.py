@@ -25,17 +25,15 @@ f_s and each f_k = DecoderHead + DeconvBody. Readings chosen where the paper lea
   (eq. 3, the paper's choice for phases with no other population to contrast) at lr_later.
 - Epochs: the trainer calls epoch_stats() once per epoch, which advances e; before_task resets
   it, so alpha restarts at 1 in every phase. App. B.1's epochs are passes over MNIST-sized
-  sets (60,000 images, ~940 Adam steps of 64); over a small set the same schedule ramps alpha
-  tens of times faster in steps. alpha_epoch_images = n > 0 counts e as images trained on // n
-  (read at the end of each trainer epoch), so the annealing keeps the paper's pace in training
-  time. Measured on the 1,501-image textured digits (0-4 | 5-9, 24 steps per pass): with
-  per-pass e, alpha is 16 after 720 steps while the private codes still carry ~0-2 nats; in
-  one of two seeds population 1's private head sat at the prior on its own data (0.0 nats),
-  its digits went to z and the shared ARI rose .01 -> .29 by epoch 50 (private .55 -> .28).
-  Counting e every 6,000 images (4 passes) kept both private heads in use in both seeds.
-- score(x) and reconstruct(x) use the population classify(x) picks (eqs. 7-8), or the one
-  passed as `expert` (the interface's name for it here; experts() is empty, as CPVAE is no
-  mixture).
+  sets (60,000 images, ~940 steps of 64); alpha_epoch_images = n > 0 counts e as images
+  trained on // n, keeping the paper's pace in training time on a small set. Measured on the
+  1,501 textured digits (0-4 | 5-9): with per-pass e, alpha was 16 after 720 steps while the
+  private codes carried ~0-2 nats, and in one of two seeds a private head stayed at the prior
+  on its own data (its digits went to z); e per 6,000 images kept both in use in both seeds.
+- translate > 0: App. B.1's random translations during training (0.1 in the paper).
+- Eqs. 7-8 live in cpvae_marginal.py (with what they measured on the textured digits).
+  score(x) and reconstruct(x) use the population classify(x) picks, or the one passed as
+  `expert` (the interface's name for it; experts() is empty, as CPVAE is no mixture).
 """
 
 from __future__ import annotations
@@ -70,6 +68,7 @@ class CPVAEConfig:
     sequential: bool = False  # Sec. 4.4: one population per phase after the first phase
     first_phase: int = 1  # populations learnt together first when sequential (Sec. 4.4: 2)
     lr_later: float = 1e-4  # App. B.2: lr of the phases after the first (0: keep lr)
+    translate: float = 0.0  # App. B.1: random shifts up to this fraction of the side in training
 
     def validate(self) -> None:
         if self.objective not in ("mi", "elbo"):
@@ -80,8 +79,8 @@ class CPVAEConfig:
             raise ValueError("need alpha >= 0, alpha_rate >= 1 and alpha_max >= 1")
         if self.classify_samples < 1 or self.first_phase < 1 or self.lr_later < 0:
             raise ValueError("need classify_samples >= 1, first_phase >= 1 and lr_later >= 0")
-        if self.alpha_epoch_images < 0:
-            raise ValueError("alpha_epoch_images must be >= 0")
+        if self.alpha_epoch_images < 0 or not 0 <= self.translate < 0.5:
+            raise ValueError("need alpha_epoch_images >= 0 and 0 <= translate < 0.5")
 
 
 def cross_population_kl(kl: torch.Tensor, population: torch.Tensor) -> torch.Tensor:
@@ -104,6 +103,21 @@ def cross_population_kl(kl: torch.Tensor, population: torch.Tensor) -> torch.Ten
     other = torch.ones_like(kl, dtype=torch.bool)
     other[torch.arange(n, device=kl.device), population] = False
     return (kl * weight * other).sum(dim=1) / (present - 1)
+
+
+def translate(x: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Each image shifted by whole pixels, up to round(fraction * side) in each direction,
+    uncovered pixels 0 (App. B.1's augmentation of the classification experiments)."""
+    n, _, h, w = x.shape
+    m = round(fraction * max(h, w))
+    if m == 0:
+        return x
+    padded = nn.functional.pad(x, (m, m, m, m))
+    dy, dx = torch.randint(0, 2 * m + 1, (2, n, 1), device=x.device)
+    rows = (dy + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx + torch.arange(w, device=x.device))[:, None, None, :]
+    idx = torch.arange(n, device=x.device)[:, None, None, None]
+    return padded[idx, torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows, cols]
 
 
 def _decoder(cfg: CPVAEConfig, latent: int) -> nn.Sequential:
@@ -332,6 +346,8 @@ class CPVAE(GenerativeModel):
     def loss(self, batch: dict[str, torch.Tensor], task: int) -> dict[str, torch.Tensor]:
         """Negative eq. 6 (or eq. 3) per sample, averaged over the batch, with named terms."""
         x = batch["x"]
+        if self.config.translate > 0 and self.training and torch.is_grad_enabled():
+            x = translate(x, self.config.translate)
         pop = batch.get("task")
         pop = torch.full((len(x),), task, device=x.device) if pop is None else pop.long()
         present = pop.unique()

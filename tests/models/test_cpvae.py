@@ -10,7 +10,7 @@ import torch
 from lifelong import losses, metrics
 from lifelong.data import join_tasks, load_task
 from lifelong.models import build
-from lifelong.models.cpvae import CPVAEConfig, cross_population_kl
+from lifelong.models.cpvae import CPVAEConfig, cross_population_kl, translate
 from lifelong.models.vae import VAEConfig
 from tests.conftest import synthetic_task
 
@@ -239,9 +239,37 @@ def test_sequential_phases_keep_past_private_parts_and_lower_lr():
     assert m.seen.tolist() == [True, True]
 
 
+def test_translate_shifts_training_batches_only():
+    """App. B.1's augmentation: each training image moves by whole pixels, at most
+    round(0.1 * 28) = 3 each way, uncovered pixels 0; evaluation (eval mode or no grad) and
+    translate = 0 see the images as they are."""
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, 0, 14, 14] = 1.0
+    torch.manual_seed(0)
+    moved = translate(x, 0.1)
+    where = moved[:, 0].flatten(1).argmax(1)
+    dy, dx = where // 28 - 14, where % 28 - 14
+    assert moved.sum() == 64 and dy.abs().max() == 3 and dx.abs().max() == 3
+    assert len(set(zip(dy.tolist(), dx.tolist(), strict=True))) > 20  # per-image shifts
+    edge = torch.ones(2, 1, 28, 28)
+    assert translate(edge, 0.1).sum() < edge.sum()  # uncovered rows/columns are 0
+    xs, task = _pops(("hbar", "vbar"), 16)
+    plain, shifted = _model(), _model(translate=0.1)  # the same weights
+
+    def rec(model, x, grad=True, shift=False):
+        torch.manual_seed(1)
+        x = translate(x, 0.1) if shift else x  # the draws loss() makes first when shifting
+        with torch.set_grad_enabled(grad):
+            return model.loss({"x": x, "task": task}, 1)["rec"]
+
+    assert torch.equal(rec(shifted, xs), rec(plain, xs, shift=True))  # training: shifted
+    assert torch.equal(rec(shifted, xs, grad=False), rec(plain, xs, grad=False))
+    assert torch.equal(rec(shifted.eval(), xs), rec(plain.eval(), xs))
+
+
 def test_config_validation():
     bad_configs = ({"objective": "info"}, {"private_dim": 0}, {"alpha_rate": 0.9})
-    for bad in (*bad_configs, {"alpha_epoch_images": -1}):
+    for bad in (*bad_configs, {"alpha_epoch_images": -1}, {"translate": 0.5}):
         with pytest.raises(ValueError):
             CPVAEConfig(**bad).validate()
 
