@@ -145,7 +145,17 @@ def consistency_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -
     student] with a zero-padded teacher (the -log(1 - q_new) penalty that pulls every image,
     new data included, back to the old codes). It is 0 when J == J_t and the student's
     posterior equals the teacher's; with growth it is not a true divergence and can be
-    slightly negative."""
+    slightly negative.
+
+    With a one-category teacher (the second task, J_t = 1) the teacher's log-probability is 0
+    and the padding adds 0, so the term is sum_k q_k log q_k = -H(q): it rewards spreading the
+    replayed images over the codes and does not tie them to the teacher's code at all. The
+    student may then move the first task to the new code (its recorded `task_code` goes
+    stale) or keep both tasks on one code; measured on digits 0-4 / 5-9 (test_lgm's slow
+    test, seeds 0-2) which happens is seed luck. Padding the teacher's *probabilities* with 0
+    (App. 9.8 read literally, log(0 + 1e-9) as in an earlier version of the authors' code)
+    does tie the replay to code 0, but within ~5 steps the shared discrete head then puts
+    the new task's images there too (0 of 3 seeds separated)."""
     log_q = torch.log_softmax(student_logits, dim=-1)
     log_p = torch.log_softmax(teacher_logits, dim=-1)
     log_p = F.pad(log_p, (0, student_logits.shape[-1] - teacher_logits.shape[-1]), value=0.0)

@@ -95,6 +95,10 @@ def test_consistency_is_student_first_with_the_new_category_padded_by_log_one():
     expected = (1 - q_new) * torch.log1p(-q_new) + only_new
     assert torch.allclose(cost, expected, atol=1e-5)
     assert (cost <= 1e-6).all() and cost.min() >= -0.6932  # -H(q_new), at least -log 2
+    # A one-category teacher (task 1): the term is minus the student's entropy, whatever the
+    # student puts on which code, so it does not anchor the replay to the teacher's code.
+    one = torch.randn(5, 1)
+    assert torch.allclose(consistency_kl(one, s), (q * log_q).sum(1), atol=1e-6)
 
 
 def test_growth_keeps_the_teachers_outputs_for_every_old_code(tasks):
