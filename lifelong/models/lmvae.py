@@ -163,7 +163,7 @@ class LMVAE(GenerativeModel):
     def _terms_of(self, ks: list[int], x: torch.Tensor, sample: bool = True) -> list[dict]:
         """Eq. 1's terms of the experts `ks` on the same x: one vmapped call over their stacked
         parameters, or a loop (config.expert_batching; L-MVAE-Dyn's shared bodies: a loop)."""
-        mode = stacked.resolve(self.config.expert_batching, x.device)
+        mode = stacked.resolve(self.config.expert_batching, x.device, len(ks))
         plain = type(self)._terms is LMVAE._terms  # the supervised experts have their own
         if mode == "loop" or self.config.dynamic or not plain or len(ks) < 2:
             return [self._terms(k, x, sample) for k in ks]

@@ -156,7 +156,7 @@ class MVAE(GenerativeModel):
         return self._encoder(k)(x)
 
     def _batched(self, ks: list[int], x: torch.Tensor) -> bool:
-        mode = stacked.resolve(self.config.expert_batching, x.device)
+        mode = stacked.resolve(self.config.expert_batching, x.device, len(ks))
         return mode == "vmap" and len(ks) > 1
 
     def _encode_all(self, ks: list[int], x: torch.Tensor) -> list[tuple]:

@@ -11,14 +11,15 @@ optimizer's per-parameter state and the run format are untouched. The stack is r
 live parameters on every call (K small copies) and is differentiable, so gradients flow back to
 each trainable expert's own tensors, and a frozen expert's (requires_grad=False) receive none.
 
-Whether it pays depends on the device: on a GPU the loop is launch-bound and batching wins; on
-a CPU PyTorch's grouped (transposed) convolutions are slower than K plain ones
-(bench/bench_experts.py measures both). `resolve(mode, device)` picks for "auto".
+Whether it pays depends on the device and K. Measured (bench/bench_train.py, batch 128 of
+digits, default networks; README "GPU figures"): on a CPU PyTorch's grouped (transposed)
+convolutions are slower than K plain ones (L-MVAE K=2: 0.61x the loop, MVAE K=4: 0.63x); on an
+H200, where these small networks are bound by kernel launches and Python, L-MVAE with K=2 ran
+8.4 ms a step batched against 5.8 ms looped, MVAE with K=4 12.3-13.0 ms against 13.5-14.4.
+So "auto" batches on CUDA from K=4 experts up and loops otherwise.
 """
 
 from __future__ import annotations
-
-import copy
 
 import torch
 from torch import nn
@@ -29,12 +30,16 @@ from lifelong import losses
 MODES = ("auto", "loop", "vmap")
 
 
-def resolve(mode: str, device: torch.device) -> str:
-    """ "loop" or "vmap" for this device: "auto" batches on CUDA only (bench_experts.py)."""
+AUTO_MIN_EXPERTS = 4  # "auto": fewest experts for which batching beat the loop on CUDA
+
+
+def resolve(mode: str, device: torch.device, n_experts: int = AUTO_MIN_EXPERTS) -> str:
+    """Loop or vmap for K = n_experts on this device ("auto": see the module docstring)."""
     if mode not in MODES:
         raise ValueError(f"expert_batching must be one of {', '.join(MODES)}, not {mode!r}")
     if mode == "auto":
-        return "vmap" if device.type == "cuda" else "loop"
+        batch = device.type == "cuda" and n_experts >= AUTO_MIN_EXPERTS
+        return "vmap" if batch else "loop"
     return mode
 
 
@@ -46,28 +51,16 @@ def _stack(experts: list[nn.Module]) -> dict[str, torch.Tensor]:
     return {n: torch.stack([s[n] for s in states]) for n in states[0]}
 
 
-_TEMPLATES: dict[str, nn.Module] = {}
-
-
-def _template(module: nn.Module) -> nn.Module:
-    """A parameterless copy (meta tensors) of one module, the function vmap calls; one per
-    architecture (its repr names every layer's shape), kept off the model so it never enters
-    a state_dict."""
-    key = f"{type(module).__qualname__}:{module!r}"
-    if key not in _TEMPLATES:
-        _TEMPLATES[key] = copy.deepcopy(module).to("meta")
-    return _TEMPLATES[key]
-
-
 def vcall(modules: list[nn.Module], *args, in_dims: tuple):
     """modules[k](*args_k) for every k in one vmapped call: outputs stacked on a new dim 0.
 
     modules: K modules of one architecture; in_dims: per argument, 0 for a [K, ...] tensor
-    split across the modules, None for one shared by all."""
-    template, state = _template(modules[0]), _stack(modules)
+    split across the modules, None for one shared by all. The first module is the function:
+    functional_call swaps the stacked state in for the duration of the call."""
+    state = _stack(modules)
 
     def one(st, *a):
-        return functional_call(template, st, a)
+        return functional_call(modules[0], st, a)
 
     return vmap(one, in_dims=(0, *in_dims))(state, *args)
 

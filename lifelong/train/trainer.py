@@ -346,10 +346,11 @@ def _train_task(ctx: _Ctx, model, manifest, t, tasks, data, ckpt) -> None:
             with amp:
                 terms = model.train_step(batch, t, opts)
             ddp.finish_step(d, opts)
-            loss = terms["total"]
-            if not ddp.all_ok(d, bool(torch.isfinite(loss))):
+            # One device-to-host copy for every term (on CUDA each float() would be a sync).
+            host = torch.stack([v.detach().float().reshape(()) for v in terms.values()]).tolist()
+            values = dict(zip(terms, host, strict=True))
+            if not ddp.all_ok(d, math.isfinite(values["total"])):
                 _fail_non_finite(ctx, manifest, terms, t, epoch, i)
-            values = {k: float(v.detach()) for k, v in terms.items()}
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
             step += 1

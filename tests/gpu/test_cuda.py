@@ -96,7 +96,8 @@ def test_resume_on_cuda_continues_the_interrupted_run(tmp_path):
 
 def test_vmapped_experts_on_cuda_equal_the_loop_and_keep_frozen_experts(tmp_path):
     tasks = ["digits:classes=0-2", "digits:classes=3-5", "digits:classes=6-9"]
-    out = train(_args(tmp_path / "vmap", tasks=tasks), callbacks=[])  # auto: vmap on CUDA
+    overrides = {**TINY, "expert_batching": "vmap"}
+    out = train(_args(tmp_path / "vmap", tasks=tasks, overrides=overrides), callbacks=[])
     run = runs.open_run(out)
     model = run.load_model(device="cuda")
     j = model.task_experts()[0]

@@ -69,8 +69,10 @@ def test_lmvae_routes_the_same_in_both_modes_and_rejects_unknown_modes():
             loop.expert_elbos(x, sample=False), vmapped.expert_elbos(x, sample=False), atol=1e-3
         )
         assert torch.equal(loop.select(x), vmapped.select(x))
-    assert stacked.resolve("auto", torch.device("cpu")) == "loop"
-    assert stacked.resolve("auto", torch.device("cuda")) == "vmap"
+    assert stacked.resolve("auto", torch.device("cpu"), 6) == "loop"
+    assert stacked.resolve("auto", torch.device("cuda"), 2) == "loop"
+    assert stacked.resolve("auto", torch.device("cuda"), 4) == "vmap"
+    assert stacked.resolve("vmap", torch.device("cpu"), 2) == "vmap"
     with pytest.raises(ValueError, match="expert_batching must be one of auto, loop, vmap"):
         build("lmvae", LMVAEConfig(n_tasks=2, expert_batching="fast"))
 
