@@ -287,6 +287,11 @@ def live_decoder(
     `on_timing(t0, t1, t2, t3)`, if given, gets perf_counter stamps of each slider rerun:
     start, slider done, decode done, image done (the benchmark's split).
     """
+    # The live image is sent at the model's resolution and drawn pixelated by the browser.
+    st.html(
+        '<style>[data-testid="stImage"] img[src^="data:image/png"]'
+        "{image-rendering: pixelated}</style>"
+    )
     panel, picture = st.columns([3, 1])
     placeholder = picture.empty()
     initial = {n: [float(np.clip(v, -3, 3)) for v in base] for n, base in start.codes.items()}
@@ -303,7 +308,7 @@ def live_decoder(
         # A data: URL goes to the browser inside the delta: st.image neither re-opens the
         # PNG with PIL to check its size nor files it with the media manager, and the
         # browser needs no second request for it (bench/bench_traversal.py).
-        url = images.png_data_url(images.upscale(image[0], 6))
+        url = images.png_data_url(images.upscale(image[0], 1))  # CSS scales it up, crisp
         placeholder.image(url, caption="decoded", width="stretch")
 
     @st.fragment
