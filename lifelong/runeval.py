@@ -32,6 +32,8 @@ METRICS = {
     "dci": "DCI disentanglement / completeness / informativeness (last snapshot, shapes tasks)",
     "transfer": "paper 000 eq. 27 s(theta_k, j) = MSE through expert k on task j, per snapshot",
     "forward": "forward transfer of mse and elbo relative to the untrained model (GEM)",
+    "populations": "CPVAE (paper 004, last snapshot): eqs. 7-8 population accuracy with k "
+    "importance samples (Table 2) and k-means ARI of shared / private codes (Table 1)",
 }
 MATRIX = ("iwelbo", "ssim", "frechet", "ari", "transfer")
 
@@ -66,6 +68,7 @@ def _key(run, name: str, params: dict, classifier=None) -> dict:
         "mig": ("seed",),
         "dci": ("seed",),
         "forward": (),
+        "populations": ("k", "samples", "seed"),
     }[name]
     key = {
         "params": {p: params[p] for p in used},
@@ -148,6 +151,12 @@ def evaluate_run(
                 values[name] = _disentanglement(name, last, tests, seed)
             except (Unsupported, NotImplementedError) as exc:
                 skipped[name] = _reason(last, exc)
+    if "populations" in todo_names:
+        log(f"populations on the last snapshot (eqs. 7-8, {k} importance samples)")
+        try:
+            values["populations"] = _populations(last, tests, params)
+        except Unsupported as exc:
+            skipped["populations"] = _reason(last, exc)
     if "forward" in todo_names:
         log("forward transfer: evaluating the untrained model")
         values["forward"] = _forward(run, tests)
@@ -212,6 +221,22 @@ def _disentanglement(name, model, tests, seed) -> dict:
     if not found:
         raise Unsupported("no task has ground-truth factors (train on a shapes task)")
     return found
+
+
+def _populations(model, tests, params) -> dict:
+    """Tables 1-2 of paper 004 on up to `samples` test inputs of every learnt population."""
+    from lifelong.explore import sharedprivate as sp
+
+    if not sp.applies(model):
+        raise Unsupported("it has no shared and private codes (cpvae)")
+    res = sp.scores(model, tests, params["samples"], params["seed"], samples=params["k"])
+    return {
+        "accuracy": res["accuracy"],
+        "per_population": {str(k): v for k, v in res["per_population"].items()},
+        "importance_samples": params["k"],
+        "n": res["n"],
+        "ari": {"rows": res["rows"], "columns": res["columns"], "values": res["ari"]},
+    }
 
 
 def _forward(run, tests) -> dict:
@@ -310,6 +335,17 @@ def format_eval(run, result: dict) -> list[str]:
                         f" {_num(res['completeness'])}, informativeness"
                         f" {_num(res['informativeness'])}"
                     )
+        elif name == "populations":
+            lines.append(f"\n{head}")
+            per = ", ".join(f"population {k}: {a:.1%}" for k, a in v["per_population"].items())
+            lines.append(
+                f"eqs. 7-8 accuracy {v['accuracy']:.1%} on {v['n']} inputs with"
+                f" {v['importance_samples']} importance samples ({per})"
+            )
+            ari = v["ari"]
+            lines.append("k-means ARI vs " + " | ".join(ari["columns"]))
+            for row, vals in zip(ari["rows"], ari["values"], strict=True):
+                lines.append(f"  {row:<10} " + " | ".join(_num(x, ".3f") for x in vals))
         elif name == "forward":
             lines.append(f"\n{head}")
             for m in ("mse", "elbo"):

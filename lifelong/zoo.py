@@ -106,7 +106,7 @@ ZOO = [
         # 128; cpvae_marginal.py); here they cost ~18 nats. 80 epochs: with the shifts accuracy
         # and the private ARI still rose from 40 (92 -> 94 %, .68 -> .77).
         "set": {"alpha_epoch_images": 6000, "latent_dim": 30, "private_dim": 5, "translate": 0.1},
-        "eval": "iwelbo,ssim,frechet,ari",
+        "eval": "iwelbo,ssim,frechet,ari,populations",
         "about": "CPVAE (paper 004) on the Grassy-MNIST analogue: digits 0-4 and 5-9 over "
         "grass-like textures as two populations (Sec. 4.1, Fig. 2), App. B.1's sizes; the shared "
         "z holds the texture, each private t_k the digit (Shared / private page, Table 1 ARI); "
@@ -168,6 +168,9 @@ def write_index(root) -> None:
             head.append("routing " + "/".join(f"{100 * a:.1f}%" for a in acc if a is not None))
         if mse:
             head.append("final MSE " + "/".join(f"{v:.4f}" for v in mse[-1]))
+        pops = run.manifest.get("eval", {}).get("metrics", {}).get("populations")
+        if pops:  # paper 004's Table 2, stored by `eval --metrics populations`
+            head.append(f"eqs. 7-8 population accuracy {100 * pops['value']['accuracy']:.1f}%")
         how = (
             f"`--epochs {entry['epochs']} --batch-size {entry['batch_size']} --seed "
             f"{entry['seed']}" + "".join(f" --set {k}={v}" for k, v in entry["set"].items()) + "`"

@@ -84,6 +84,7 @@ def test_eval_errors_and_skips_are_one_line(run_copy, capsys, monkeypatch, tmp_p
     out = _eval_json(capsys, run_copy, "--metrics", "all", "--k", "1", "--samples", "16")
     assert "not found" in out["eval_skipped"]["frechet"]  # within "all": skipped with a note
     assert "dci" in out["eval_skipped"] and "iwelbo" in out["eval"]
+    assert "no shared and private codes (cpvae)" in out["eval_skipped"]["populations"]
     # a run still training is not written into (its trainer would drop the values)
     manifest = json.loads((run_copy / "manifest.json").read_text())
     (run_copy / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))

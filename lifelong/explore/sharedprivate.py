@@ -130,7 +130,7 @@ def codes(model, x: torch.Tensor, population: torch.Tensor) -> dict[str, torch.T
     return {"z": post["z"]["mu"].cpu(), "t_all": torch.cat(ts, 1).cpu(), "t_own": own.cpu()}
 
 
-def scores(model, tests: list, n: int = 200, seed: int = 0) -> dict:
+def scores(model, tests: list, n: int = 200, seed: int = 0, samples: int | None = None) -> dict:
     """Table 1 and eqs. 7-8 on up to n test inputs of every learnt population.
 
     ARI (lifelong.metrics.kmeans_ari, k = number of labels) of k-means on the shared codes z
@@ -140,7 +140,8 @@ def scores(model, tests: list, n: int = 200, seed: int = 0) -> dict:
     first two columns (the whole private space of an input), the input's own population's t_k
     for the last. Returns {"rows", "columns", "ari" [2][3] (NaN where undefined),
     "within" {population: [shared, private]}, "accuracy" (eqs. 7-8, all inputs),
-    "per_population" {population: accuracy}, "n"}.
+    "per_population" {population: accuracy}, "n"}. `samples`: eq. 8's importance samples
+    (None: the model's default).
     """
     pops = learnt(model)
     xs, ys, ps = [], [], []
@@ -167,7 +168,7 @@ def scores(model, tests: list, n: int = 200, seed: int = 0) -> dict:
     ari = [row + [mean_within[i]] for i, row in enumerate(ari)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        guess = model.classify(x).cpu()
+        guess = model.classify(x, samples).cpu()
     right = (guess == p).numpy()
     return {
         "rows": ARI_ROWS,

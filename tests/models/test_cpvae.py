@@ -276,7 +276,7 @@ def test_config_validation():
 
 def test_cli_train_eval_and_explore(tmp_path, capsys):
     from lifelong.__main__ import main
-    from lifelong.explore import interpolate, latentmap, traversal
+    from lifelong.explore import interpolate, latentmap, sharedprivate, traversal
     from lifelong.runs import open_run
     from lifelong.train.trainer import read_log
 
@@ -288,6 +288,16 @@ def test_cli_train_eval_and_explore(tmp_path, capsys):
     assert main(argv) == 0
     assert main(["eval", str(out)]) == 0
     capsys.readouterr()
+    # Tables 1-2 from the command line, stored in the manifest, equal to the Shared / private
+    # page's own computation with the same inputs, importance samples and seed.
+    argv = ["eval", str(out), "--metrics", "populations", "--k", "4", "--samples", "24"]
+    assert main([*argv, "--write", "--seed", "3"]) == 0
+    assert "eqs. 7-8 accuracy" in capsys.readouterr().out
+    stored = open_run(out).manifest["eval"]["metrics"]["populations"]["value"]
+    tests = [load_task(t, "test") for t in open_run(out).tasks]
+    want = sharedprivate.scores(open_run(out).load_model(), tests, 24, 3, samples=4)
+    assert stored["accuracy"] == pytest.approx(want["accuracy"]) and stored["n"] == 48
+    assert np.allclose(stored["ari"]["values"], want["ari"], equal_nan=True)
     run = open_run(out)
     assert [s["after_task"] for s in run.manifest["snapshots"]] == [1]  # one joint phase
     epochs = [r for r in read_log(out / "log.jsonl") if r.get("kind") == "epoch"]
