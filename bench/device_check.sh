@@ -12,6 +12,6 @@ PY=$(command -v python3 || command -v python)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   "$PY" -c "import torch, sys; print(sys.version.split()[0], 'torch', torch.__version__, torch.cuda.get_device_name())"
 } 2>&1 | tee "$OUT/gpu.txt"
-timeout 330 "$PY" -m pytest -m gpu tests/gpu -q -p no:warnings -p no:cacheprovider -rs 2>&1 | tee "$OUT/tests.txt"
+timeout 330 "$PY" -m pytest -m gpu tests/gpu -p no:warnings -p no:cacheprovider -rA 2>&1 | tee "$OUT/tests.txt"
 FAMS="vae;ewc;lmvae;lmvae:expert_batching=vmap;mvae;mvae:expert_batching=loop;lgm;cpvae;infogan"
 timeout 200 "$PY" bench/bench_train.py --device cuda --steps 64 --families "$FAMS" 2>&1 | tee "$OUT/bench_train_cuda.txt"

@@ -346,9 +346,7 @@ def _train_task(ctx: _Ctx, model, manifest, t, tasks, data, ckpt) -> None:
             with amp:
                 terms = model.train_step(batch, t, opts)
             ddp.finish_step(d, opts)
-            # One device-to-host copy for every term (on CUDA each float() would be a sync).
-            host = torch.stack([v.detach().float().reshape(()) for v in terms.values()]).tolist()
-            values = dict(zip(terms, host, strict=True))
+            values = _host_values(terms)
             if not ddp.all_ok(d, math.isfinite(values["total"])):
                 _fail_non_finite(ctx, manifest, terms, t, epoch, i)
             for k, v in values.items():
@@ -380,6 +378,18 @@ def _train_task(ctx: _Ctx, model, manifest, t, tasks, data, ckpt) -> None:
         every = args.checkpoint_every
         if every and done % every == 0 and done < args.epochs:  # the snapshot follows the last
             _checkpoint(ctx, model, optimizers, manifest, t, done, step, gen)
+
+
+def _host_values(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalar terms as floats, with one device-to-host copy for all the terms that live on a
+    GPU (each float() of a CUDA tensor would be a sync of its own); some families compute a
+    schedule term (beta, alpha) on the CPU."""
+    on_device = [k for k, v in terms.items() if v.device.type != "cpu"]
+    values = {k: float(v.detach()) for k, v in terms.items() if v.device.type == "cpu"}
+    if on_device:
+        host = torch.stack([terms[k].detach().float().reshape(()) for k in on_device]).tolist()
+        values |= dict(zip(on_device, host, strict=True))
+    return {k: values[k] for k in terms}
 
 
 def _fail_non_finite(ctx, manifest, terms, t, epoch, i) -> None:
