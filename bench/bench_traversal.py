@@ -7,10 +7,11 @@
     repository root so .streamlit/config.toml applies) on a throwaway script with two
     fragments side by side:
       - "decode": the Latent traversal page's own slider panel, ui.live_decoder (one
-        fragment per latent variable of the routed expert: its slider, traversal.decode of
-        all sliders' values, st.image of the 6x PNG into a placeholder outside the
-        fragments), with the model, test data and start code from the app's own loaders in
-        ui.py (1 torch thread);
+        fragment per latent variable of the routed expert: it reads the moved slider's value,
+        decodes all sliders' values through traversal.live_decoder (the traced decoder),
+        renders its st.slider, and st.image's the decoded image as a data: URL into a
+        placeholder outside the fragments), with the model, test data and start code from the
+        app's own loaders in ui.py (1 torch thread);
       - "empty": one slider and nothing else.
     Headless Chromium (Playwright) moves one slider of each in turn with the keyboard
     (ArrowRight/ArrowLeft on the focused thumb: one rerun per key press) and waits for that
@@ -22,8 +23,8 @@
         widget/fragment handling, the fragment body, delta and media serialisation); network
         and browser painting are not included;
       - body: the fragment function from its first to its last line, split into the
-        st.slider call, the traversal.decode call, and the PNG + st.image (PIL
-        encoding and media storage), stamped by ui.live_decoder's on_timing hook.
+        st.slider call, the decode (reading the values, the traced decoder), and the PNG
+        data: URL + st.image, stamped by ui.live_decoder's on_timing hook.
     Hooks on AppSession are installed by the throwaway script (once per process); the app
     itself is not modified. The first --warmup reruns of each kind are dropped.
 
@@ -332,7 +333,7 @@ def report(frag: dict, cold: list[dict]) -> None:
     print(line("decode fragment: server rerun", p50(dec["server"]), p95(dec["server"])))
     print(line("  of which fragment body", p50(dec["body"]), p95(dec["body"])))
     print(line("    the st.slider call", p50(dec["sliders"]), p95(dec["sliders"])))
-    print(line("    traversal.decode", p50(dec["decode"]), p95(dec["decode"])))
+    print(line("    decode (traced decoder)", p50(dec["decode"]), p95(dec["decode"])))
     print(line("    PNG + st.image", p50(dec["image"]), p95(dec["image"])))
     print(line("empty fragment: server rerun", p50(emp["server"]), p95(emp["server"])))
     print(line("  of which fragment body", p50(emp["body"]), p95(emp["body"])))
