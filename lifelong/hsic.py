@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-Bandwidth = float | Sequence[float] | None
+Bandwidth = float | Sequence[float] | torch.Tensor | None
 
 
 def _sq_dists(x: torch.Tensor) -> torch.Tensor:
@@ -57,12 +57,32 @@ def median_bandwidth(x: torch.Tensor) -> float:
     return med if med > 1e-12 else 1.0
 
 
-def gram(x: torch.Tensor, bandwidth: float | None = None) -> torch.Tensor:
+def median_bandwidths(codes: Sequence[torch.Tensor]) -> torch.Tensor:
+    """`median_bandwidth` of K codes of one shape [n, p] at once: a tensor [K] on their device.
+
+    For a training step: one batched computation and no device-to-host copy (on a GPU each
+    float() of `median_bandwidth` is a sync), the same values (tests/test_hsic.py)."""
+    with torch.no_grad():
+        x = torch.stack([c.detach().flatten(1) for c in codes]).double()  # [K, n, p]
+        sq = x.pow(2).sum(dim=2)
+        d2 = (sq[:, :, None] + sq[:, None, :] - 2.0 * x @ x.transpose(1, 2)).clamp_min(0.0)
+        n = d2.shape[1]
+        iu = torch.triu_indices(n, n, offset=1, device=d2.device)
+        d = d2[:, iu[0], iu[1]].sqrt()  # [K, m]
+        m = d.shape[1]
+        med = 0.5 * (d.kthvalue((m + 1) // 2, dim=1).values + d.kthvalue(m // 2 + 1, dim=1).values)
+        med = torch.where(med > 1e-12, med, torch.ones_like(med))
+    return med.to(codes[0].dtype)
+
+
+def gram(x: torch.Tensor, bandwidth: float | torch.Tensor | None = None) -> torch.Tensor:
     """Gaussian Gram matrix of x [n, p]: [n, n] with entries exp(-|x_a - x_b|^2 / (2 s^2)),
-    s = `bandwidth` or the median heuristic."""
-    s = median_bandwidth(x) if bandwidth is None else float(bandwidth)
-    if s <= 0:
-        raise ValueError(f"kernel bandwidth must be > 0, got {s}")
+    s = `bandwidth` (a float, or a 0-d tensor left on its device) or the median heuristic."""
+    s = median_bandwidth(x) if bandwidth is None else bandwidth
+    if not torch.is_tensor(s):
+        s = float(s)
+        if s <= 0:
+            raise ValueError(f"kernel bandwidth must be > 0, got {s}")
     return torch.exp(-_sq_dists(x) / (2.0 * s * s))
 
 
@@ -71,7 +91,10 @@ def _bandwidths(codes: Sequence[torch.Tensor], bandwidth: Bandwidth) -> list[flo
         return [median_bandwidth(c) for c in codes]
     if isinstance(bandwidth, (int, float)):
         return [float(bandwidth)] * len(codes)
-    bw = [float(b) for b in bandwidth]
+    if torch.is_tensor(bandwidth):  # [K] on the codes' device: no host copy
+        bw = list(bandwidth.reshape(-1).unbind())
+    else:
+        bw = [float(b) for b in bandwidth]
     if len(bw) != len(codes):
         raise ValueError(f"{len(bw)} bandwidths given for {len(codes)} variables")
     return bw

@@ -121,3 +121,16 @@ def test_hsic_is_differentiable_and_its_gradient_reduces_dependence():
         assert torch.isfinite(y.grad).all()
         opt.step()
     assert float(hsic.hsic(x, y.detach())) < start / 4
+
+
+def test_batched_median_bandwidths_equal_the_per_code_ones_and_feed_dhsic():
+    g = torch.Generator().manual_seed(0)
+    codes = [torch.randn(33, 3, generator=g) * s for s in (0.5, 1.0, 4.0)]
+    codes.append(torch.ones(33, 3))  # every sample identical: the 1.0 fallback
+    batched = hsic.median_bandwidths(codes)
+    assert batched.shape == (4,) and batched.dtype == torch.float32
+    want = torch.tensor([hsic.median_bandwidth(c) for c in codes])
+    assert torch.allclose(batched, want, rtol=1e-6) and batched[3] == 1.0
+    four = codes[:3]
+    as_tensor = hsic.dhsic(four, hsic.median_bandwidths(four))
+    assert torch.allclose(as_tensor, hsic.dhsic(four), rtol=1e-5)

@@ -331,7 +331,7 @@ class MVAE(GenerativeModel):
         if len(z) < 2:
             return torch.zeros((), device=z[0].device)
         floor = self.config.hsic_min_bandwidth
-        bw = [max(hsic.median_bandwidth(c), floor) for c in z]
+        bw = hsic.median_bandwidths(z).clamp_min(floor)  # [K], left on the device
         if self.config.hsic_form == "joint":
             return hsic.dhsic(z, bw)
         m = hsic.hsic_matrix(z, bw, joint=False).matrix
