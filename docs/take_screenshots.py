@@ -1,0 +1,95 @@
+"""Screenshots of the pages that need a particular family's run (README), from a real
+server in headless Chromium: `python docs/take_screenshots.py [GENERATION_RUN] [NAME ...]`.
+
+The browser test (`LIFELONG_SCREENSHOTS=1 LIFELONG_E2E_RUN_ROOTS=pretrained pytest tests/e2e`)
+takes every page on the first shipped run (L-MVAE); the dHSIC heatmap, Shared / private and
+Generation grid are retaken here on the MVAE, CPVAE and InfoGAN runs. Needs /usr/bin/chromium
+and the playwright package (never `playwright install`).
+"""
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = [  # (url path, run label, file, extra action)
+    ("dHSIC heatmap", "pretrained/mvae-beta10-digits-glyphs-shapes", "dhsic"),
+    ("Shared / private", "pretrained/cpvae-textured", "sharedprivate"),
+    (
+        "Generation grid",
+        sys.argv[1] if len(sys.argv) > 1 else "pretrained/infogan-digits-split",
+        "generation",
+    ),
+    ("Train", "pretrained/lmvae-digits-glyphs-shapes", "train"),
+]
+only = sys.argv[2:]
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+proc = subprocess.Popen(
+    [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ],
+    cwd=ROOT,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.STDOUT,
+)
+url = f"http://127.0.0.1:{port}"
+for _ in range(300):
+    try:
+        urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.2)
+try:
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        for path, run, name in SHOTS:
+            if only and name not in only:
+                continue
+            page = b.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(120_000)
+            page.goto(f"{url}/?run={run}")
+            page.locator("[data-testid=stMain] h1").first.wait_for()
+            page.wait_for_timeout(1500)
+            page.locator("[data-testid=stSidebarNav] a").filter(has_text=path).click()
+            page.locator("[data-testid=stMain] h1").filter(has_text=path).first.wait_for()
+            page.wait_for_timeout(2000)
+            page.wait_for_load_state("networkidle")
+            # wait until no element is "stale" (still running)
+            for _ in range(120):
+                if page.locator("[data-testid=stStatusWidget]").count() == 0:
+                    break
+                page.wait_for_timeout(500)
+            page.wait_for_timeout(3000)
+            page.locator("[data-testid=stMain]").evaluate("e => e.scrollTo(0, 0)")
+            page.screenshot(path=str(ROOT / "docs" / "screenshots" / f"{name}.png"))
+            print("shot", name, page.locator("[data-testid=stException]").count(), "exceptions")
+            page.close()
+finally:
+    proc.terminate()
