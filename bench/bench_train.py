@@ -1,7 +1,8 @@
 """Training throughput of every family beside a bare PyTorch loop of the same networks
 (printed, nothing asserted).
 
-    python bench/bench_train.py [--families vae,lmvae] [--steps 64] [--threads 1]
+    python bench/bench_train.py [--families "vae;lmvae:expert_batching=vmap"] [--steps 64]
+                                [--threads 1] [--device cpu|cuda]
 
 Each family is built as the trainer builds it (`build_config` for two digit tasks, default
 network sizes), `before_task(0, data)` is called once on the digits training set (task id
