@@ -278,14 +278,16 @@ def live_decoder(
 ) -> None:
     """One slider per latent variable decoding live, and the decoded image beside them.
 
-    Each slider is its own st.fragment: moving it reruns that fragment alone, which reads every
-    slider's value from session state, decodes once and replaces the image in a placeholder
-    made outside the fragments. A rerun thus costs one widget instead of one per variable
+    Each slider is its own st.fragment: moving it reruns that fragment alone, which takes the
+    moved slider's new value, decodes every slider's value once through the traced decoder
+    (traversal.live_decoder) and replaces the image, a data: URL, in a placeholder made
+    outside the fragments. A rerun thus costs one widget instead of one per variable
     (bench/bench_traversal.py). Streamlit lets a fragment fill an outside container only if
     it wrote to it during the last full run, so on full runs each fragment reserves the
     placeholder and the image is drawn once, after the sliders.
-    `on_timing(t0, t1, t2, t3)`, if given, gets perf_counter stamps of each slider rerun:
-    start, slider done, decode done, image done (the benchmark's split).
+    `on_timing(t0, t1, t2, t3)`, if given, gets perf_counter stamps of each slider rerun laid
+    end to end as start, + the st.slider call, + the decode, end (the benchmark's split; the
+    decode actually runs first).
     """
     # The live image is sent at the model's resolution and drawn pixelated by the browser.
     st.html(
