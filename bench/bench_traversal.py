@@ -1,6 +1,7 @@
 """Latent-traversal latency on a real Streamlit server, and the app's cold start.
 
     python bench/bench_traversal.py [--run DIR] [--reruns 50] [--cold-starts 3] [--with-job]
+                                    [--repeat N]
 
 (a) Slider rerun, decode fragment vs. empty fragment. AppTest always reruns the whole script
     and cannot exercise st.fragment, so this starts a real server (`streamlit run`, from the
@@ -310,6 +311,14 @@ def bench_cold_start(p, roots: str | None, tmp: Path, repeats: int) -> list[dict
     return out
 
 
+def pooled(frags: list[dict]) -> dict:
+    """The samples of several (a) measurements, one list per fragment kind and part."""
+    return {
+        kind: {part: [v for f in frags for v in f[kind][part]] for part in frags[0][kind]}
+        for kind in frags[0]
+    }
+
+
 def line(name: str, a: str, b: str, budget: str = "", within: bool | str | None = None) -> str:
     verdict = within if isinstance(within, str) else {None: "", True: "ok", False: "OVER"}[within]
     return f"{name:<40} {a:>9} {b:>9}   {budget:<16} {verdict}".rstrip()
@@ -379,6 +388,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=5, help="reruns per fragment not counted")
     ap.add_argument("--cold-starts", type=int, default=3)
     ap.add_argument("--with-job", action="store_true", help="(c): repeat (a) beside a training job")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="(a) on this many fresh servers, samples pooled (the ratio varies between servers)",
+    )
     args = ap.parse_args(argv)
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} is needed (apt-get install chromium)")
@@ -396,10 +411,17 @@ def main(argv: list[str] | None = None) -> None:
             f" {len(m['snapshots'])} snapshots; torch {torch.__version__}; {os.cpu_count()} CPUs;"
             f" load average {os.getloadavg()[0]:.2f} (other jobs on the machine skew the figures)"
         )
-        frag = bench_fragments(p, run, tmp, args.reruns, args.warmup)
+        frags = [bench_fragments(p, run, tmp, args.reruns, args.warmup) for _ in range(args.repeat)]
+        frag = pooled(frags)
         cold = bench_cold_start(p, roots, tmp, args.cold_starts)
         busy = bench_beside_job(p, run, tmp, args.reruns, args.warmup) if args.with_job else None
     report(frag, cold)
+    if len(frags) > 1:
+        med = statistics.median
+        each = ", ".join(
+            f"{med(f['decode']['server']) / med(f['empty']['server']):.2f}" for f in frags
+        )
+        print(f"\n(a) p50 ratio on each of the {len(frags)} servers: {each} (pooled above)")
     if busy is not None:
         report_beside_job(frag, busy)
 
