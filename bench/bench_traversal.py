@@ -208,7 +208,7 @@ def bench_fragments(p, run: Path, tmp: Path, reruns: int, warmup: int) -> dict:
     script = tmp / "bench_fragments_app.py"
     script.write_text(FRAGMENT_APP)
     log = tmp / "fragments.log"
-    log.touch()
+    log.write_text("")  # this server's reruns only (--repeat and (c) call this again)
     env = {**os.environ, "BENCH_REPO": str(ROOT), "BENCH_RUN": str(run), "BENCH_LOG": str(log)}
     proc, url = start_server(script, env, tmp / "fragments-server.log")
     try:
