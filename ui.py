@@ -306,11 +306,11 @@ def live_decoder(
 
     decoder = traversal.live_decoder(model, initial, start.expert)
 
-    def show(image: torch.Tensor) -> None:
+    def show(pixels: np.ndarray) -> None:
         # A data: URL goes to the browser inside the delta: st.image neither re-opens the
         # PNG with PIL to check its size nor files it with the media manager, and the
         # browser needs no second request for it (bench/bench_traversal.py).
-        url = images.png_data_url(images.upscale(image[0], 1))  # CSS scales it up, crisp
+        url = images.png_data_url(pixels)  # at the model's resolution: CSS scales it up
         placeholder.image(url, caption="decoded", width="stretch")
 
     @st.fragment
@@ -327,7 +327,7 @@ def live_decoder(
         # server's event loop wakes to send each delta, and would contend for the GIL with
         # the decode's torch calls (bench/bench_traversal.py: ~0.5 ms of a ~1 ms decode).
         values[name][i] = st.session_state.get(key, values[name][i])
-        image = decoder(values)
+        image = traversal.live_pixels(decoder, values)
         t1 = time.perf_counter()
         st.slider(f"{name}[{i}]", -3.0, 3.0, initial[name][i], 0.05, key=key)
         t2 = time.perf_counter()
@@ -341,7 +341,7 @@ def live_decoder(
             with cols[i % len(cols)]:
                 slider(name, i)
     full_run["now"] = False
-    show(decoder(values))
+    show(traversal.live_pixels(decoder, values))
 
 
 @st.cache_resource

@@ -92,15 +92,21 @@ class _FlatDecode(torch.nn.Module):
     """model.decode of one expert as a module of one flat code [1, D] (blocks concatenated in
     `names` order), so torch.jit.trace can record it."""
 
-    def __init__(self, model, names: list[str], dims: list[int], expert: int | None):
+    def __init__(self, model, names, dims, expert, pixels: bool = False):
         super().__init__()
         self.model, self.names, self.dims, self.expert = model, names, dims, expert
+        self.pixels = pixels  # return uint8 pixels [H, W] / [H, W, 3], as images.upscale(., 1)
 
     def forward(self, flat: torch.Tensor) -> torch.Tensor:
         codes = dict(zip(self.names, flat.split(self.dims, dim=1), strict=True))
         if self.model.experts():
-            return self.model.decode(codes, self.expert)
-        return self.model.decode(codes)
+            img = self.model.decode(codes, self.expert)
+        else:
+            img = self.model.decode(codes)
+        if not self.pixels:
+            return img
+        arr = (img[0].float().clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+        return arr[0] if arr.shape[0] == 1 else arr.permute(1, 2, 0)
 
 
 _LIVE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {key: decoder}
@@ -158,8 +164,33 @@ def _trace(model, names: list[str], dims: list[int], expert: int | None) -> Call
     except Exception:  # noqa: BLE001
         return None
 
-    run.traced = True
+    try:  # the image as uint8 pixels in the same graph (the slider panel's PNG input)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            as_pixels = _FlatDecode(model, names, dims, expert, pixels=True)
+            traced_px = torch.jit.trace(as_pixels, probes[0], check_trace=False)
+            traced_px = torch.jit.freeze(traced_px.eval())
+            if not all(torch.equal(_native(traced_px, p), as_pixels(p)) for p in probes):
+                return None
+    except Exception:  # noqa: BLE001
+        return None
+
+    @torch.no_grad()
+    def pixels(codes: dict[str, list[float]]) -> np.ndarray:
+        values = [v for n in names for v in codes[n]]
+        x = torch.tensor([values], dtype=torch.float32, device=dev)
+        return _native(traced_px, x).cpu().numpy()
+
+    run.traced, run.pixels = True, pixels
     return run
+
+
+def live_pixels(decoder: Callable, codes: dict[str, list[float]]) -> np.ndarray:
+    """A live decoder's image as uint8 pixels [H, W] or [H, W, 3] (images.upscale(., 1)):
+    from its traced pixel graph, or the eager decode converted."""
+    if hasattr(decoder, "pixels"):
+        return decoder.pixels(codes)
+    return images.upscale(decoder(codes)[0], 1)
 
 
 @torch.no_grad()

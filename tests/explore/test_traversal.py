@@ -151,6 +151,10 @@ def test_live_decoder_is_traced_and_decodes_as_eager_decode(family):
             want = traversal.decode(model, codes, expert)
             assert torch.allclose(live(codes), want, atol=1e-5)
         assert not torch.allclose(live(start.codes), live(moved))
+        # the uint8 pixels the slider panel encodes, from the same traced graph
+        px = traversal.live_pixels(live, moved).astype(int)
+        want_px = images.upscale(traversal.decode(model, moved, expert)[0], 1).astype(int)
+        assert px.shape == want_px.shape and np.abs(px - want_px).max() <= 1
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(0.5)
