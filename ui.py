@@ -327,7 +327,7 @@ def live_decoder(
         # server's event loop wakes to send each delta, and would contend for the GIL with
         # the decode's torch calls (bench/bench_traversal.py: ~0.5 ms of a ~1 ms decode).
         values[name][i] = st.session_state.get(key, values[name][i])
-        image = traversal.live_pixels(decoder, values)
+        image = decoder(values)
         t1 = time.perf_counter()
         st.slider(f"{name}[{i}]", -3.0, 3.0, initial[name][i], 0.05, key=key)
         t2 = time.perf_counter()
@@ -341,7 +341,7 @@ def live_decoder(
             with cols[i % len(cols)]:
                 slider(name, i)
     full_run["now"] = False
-    show(traversal.live_pixels(decoder, values))
+    show(decoder(values))
 
 
 @st.cache_resource

@@ -88,14 +88,14 @@ def _native(fn: Callable, x: torch.Tensor) -> torch.Tensor:
         torch._C._set_mkldnn_enabled(before)
 
 
-class _FlatDecode(torch.nn.Module):
+class _FlatPixels(torch.nn.Module):
     """model.decode of one expert as a module of one flat code [1, D] (blocks concatenated in
-    `names` order), so torch.jit.trace can record it."""
+    `names` order) returning uint8 pixels [H, W] or [H, W, 3] (as images.upscale(., 1)), so
+    torch.jit.trace can record decode and conversion in one graph."""
 
-    def __init__(self, model, names, dims, expert, pixels: bool = False):
+    def __init__(self, model, names: list[str], dims: list[int], expert: int | None):
         super().__init__()
         self.model, self.names, self.dims, self.expert = model, names, dims, expert
-        self.pixels = pixels  # return uint8 pixels [H, W] / [H, W, 3], as images.upscale(., 1)
 
     def forward(self, flat: torch.Tensor) -> torch.Tensor:
         codes = dict(zip(self.names, flat.split(self.dims, dim=1), strict=True))
@@ -103,8 +103,6 @@ class _FlatDecode(torch.nn.Module):
             img = self.model.decode(codes, self.expert)
         else:
             img = self.model.decode(codes)
-        if not self.pixels:
-            return img
         arr = (img[0].float().clamp(0, 1) * 255 + 0.5).to(torch.uint8)
         return arr[0] if arr.shape[0] == 1 else arr.permute(1, 2, 0)
 
@@ -113,16 +111,17 @@ _LIVE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {key:
 
 
 def live_decoder(model, codes: dict[str, list[float]], expert: int | None) -> Callable:
-    """A decoder for the slider panel: codes (block -> [d], the blocks of `codes`) -> one
-    image [1, C, H, W], as `decode` but traced once per model and expert (TorchScript).
+    """A decoder for the slider panel: codes (block -> [d], the blocks of `codes`) -> the
+    image as uint8 pixels [H, W] or [H, W, 3] (images.upscale(decode(...)[0], 1)), traced
+    once per model and expert (TorchScript), decode and conversion in one graph.
 
     A slider step decodes one image, so the cost is per-op overhead, not arithmetic: the
     traced graph skips each nn.Module call's Python (~0.6 ms instead of ~0.8 ms for the
     default L-MVAE decoder on a CPU that was idle between steps), and it runs with oneDNN off
     (`_native`: ~0.5 ms). Tracing is checked against eager decoding on two codes; a family
     whose decode cannot be traced faithfully (or raises) keeps the eager `decode` (the
-    returned callable then has no `traced` attribute). Cached
-    per model (weakly), so the app's cached models trace once per expert.
+    returned callable then has no `traced` attribute). Cached per model (weakly), so the
+    app's cached models trace once per expert.
     """
     names, dims = list(codes), [len(v) for v in codes.values()]
     key = (tuple(names), tuple(dims), expert)
@@ -131,13 +130,18 @@ def live_decoder(model, codes: dict[str, list[float]], expert: int | None) -> Ca
     version = tuple(p._version for p in model.parameters())
     cache = _LIVE.setdefault(model, {})
     if key not in cache or cache[key][0] != version:
-        fn = _trace(model, names, dims, expert) or (lambda c: decode(model, c, expert))
+        fn = _trace(model, names, dims, expert)
+        if fn is None:
+
+            def fn(c: dict[str, list[float]]) -> np.ndarray:
+                return images.upscale(decode(model, c, expert)[0], 1)
+
         cache[key] = (version, fn)
     return cache[key][1]
 
 
 def _trace(model, names: list[str], dims: list[int], expert: int | None) -> Callable | None:
-    flat = _FlatDecode(model, names, dims, expert)
+    flat = _FlatPixels(model, names, dims, expert)
     dev = model.device
     g = torch.Generator().manual_seed(0)
     probes = [torch.zeros(1, sum(dims)), torch.randn(1, sum(dims), generator=g)]
@@ -147,50 +151,23 @@ def _trace(model, names: list[str], dims: list[int], expert: int | None) -> Call
             warnings.simplefilter("ignore")  # TracerWarnings for Python-side branches
             traced = torch.jit.trace(flat, probes[0], check_trace=False)
             traced = torch.jit.freeze(traced.eval())
-            if not all(torch.allclose(traced(p), flat(p), atol=1e-5) for p in probes):
-                return None
+            # Native and oneDNN convolutions differ by ~5e-7, which may round a pixel either
+            # way: at most one grey level apart from eager decoding.
+            for p in probes:
+                diff = _native(traced, p).int() - flat(p).int()
+                if diff.abs().max() > 1:
+                    return None
     except Exception:  # noqa: BLE001 - any tracing failure means: decode eagerly
         return None
 
     @torch.no_grad()
-    def run(codes: dict[str, list[float]]) -> torch.Tensor:
-        values = [v for n in names for v in codes[n]]
-        return _native(traced, torch.tensor([values], dtype=torch.float32, device=dev))
-
-    try:  # the path `run` takes must agree with eager decoding too
-        with torch.no_grad():
-            if not all(torch.allclose(_native(traced, p), flat(p), atol=1e-5) for p in probes):
-                return None
-    except Exception:  # noqa: BLE001
-        return None
-
-    try:  # the image as uint8 pixels in the same graph (the slider panel's PNG input)
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            as_pixels = _FlatDecode(model, names, dims, expert, pixels=True)
-            traced_px = torch.jit.trace(as_pixels, probes[0], check_trace=False)
-            traced_px = torch.jit.freeze(traced_px.eval())
-            if not all(torch.equal(_native(traced_px, p), as_pixels(p)) for p in probes):
-                return None
-    except Exception:  # noqa: BLE001
-        return None
-
-    @torch.no_grad()
-    def pixels(codes: dict[str, list[float]]) -> np.ndarray:
+    def run(codes: dict[str, list[float]]) -> np.ndarray:
         values = [v for n in names for v in codes[n]]
         x = torch.tensor([values], dtype=torch.float32, device=dev)
-        return _native(traced_px, x).cpu().numpy()
+        return _native(traced, x).cpu().numpy()
 
-    run.traced, run.pixels = True, pixels
+    run.traced = True
     return run
-
-
-def live_pixels(decoder: Callable, codes: dict[str, list[float]]) -> np.ndarray:
-    """A live decoder's image as uint8 pixels [H, W] or [H, W, 3] (images.upscale(., 1)):
-    from its traced pixel graph, or the eager decode converted."""
-    if hasattr(decoder, "pixels"):
-        return decoder.pixels(codes)
-    return images.upscale(decoder(codes)[0], 1)
 
 
 @torch.no_grad()

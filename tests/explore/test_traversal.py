@@ -133,10 +133,15 @@ def test_sweep_with_an_order_and_posterior_ranges():
     assert torch.allclose(imgs[:4], model.decode({"z0": z}, 0), atol=1e-6)
 
 
+def _eager_pixels(model, codes, expert):
+    return images.upscale(traversal.decode(model, codes, expert)[0], 1).astype(int)
+
+
 @pytest.mark.parametrize("family", sorted(REGISTRY))
 def test_live_decoder_is_traced_and_decodes_as_eager_decode(family):
-    """The slider panel's traced decoder gives decode()'s image for every family and expert,
-    for the start code and a moved one, and follows weights that change afterwards."""
+    """The slider panel's traced decoder gives decode()'s image (as uint8 pixels, at most one
+    grey level apart) for every family and expert, for the start code and a moved one, and
+    follows weights that change afterwards."""
     torch.manual_seed(0)
     tasks = ["digits:classes=0-4", "digits:classes=5-9"]
     model = build(family, build_config(family, tasks, {})).eval()
@@ -148,17 +153,12 @@ def test_live_decoder_is_traced_and_decodes_as_eager_decode(family):
             n: [v + 0.7 * (i == 0) for i, v in enumerate(vals)] for n, vals in start.codes.items()
         }
         for codes in (start.codes, moved):
-            want = traversal.decode(model, codes, expert)
-            assert torch.allclose(live(codes), want, atol=1e-5)
-        assert not torch.allclose(live(start.codes), live(moved))
-        # the uint8 pixels the slider panel encodes, from the same traced graph
-        px = traversal.live_pixels(live, moved).astype(int)
-        want_px = images.upscale(traversal.decode(model, moved, expert)[0], 1).astype(int)
-        assert px.shape == want_px.shape and np.abs(px - want_px).max() <= 1
+            px, want = live(codes).astype(int), _eager_pixels(model, codes, expert)
+            assert px.shape == want.shape and np.abs(px - want).max() <= 1
+        assert not np.array_equal(live(start.codes), live(moved))
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(0.5)
     live = traversal.live_decoder(model, start.codes, expert)
-    assert torch.allclose(
-        live(start.codes), traversal.decode(model, start.codes, expert), atol=1e-5
-    )
+    diff = live(start.codes).astype(int) - _eager_pixels(model, start.codes, expert)
+    assert np.abs(diff).max() <= 1
