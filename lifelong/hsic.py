@@ -36,43 +36,42 @@ Bandwidth = float | Sequence[float] | torch.Tensor | None
 
 
 def _sq_dists(x: torch.Tensor) -> torch.Tensor:
-    """x [n, p] -> squared Euclidean distances [n, n] (>= 0, differentiable everywhere)."""
-    x = x.flatten(1)
-    sq = x.pow(2).sum(dim=1)
-    return (sq[:, None] + sq[None, :] - 2.0 * x @ x.T).clamp_min(0.0)
+    """x [..., n, p] -> squared Euclidean distances [..., n, n] (>= 0, differentiable
+    everywhere)."""
+    sq = x.pow(2).sum(dim=-1)
+    return (sq[..., :, None] + sq[..., None, :] - 2.0 * x @ x.mT).clamp_min(0.0)
+
+
+def _median_distances(x: torch.Tensor) -> torch.Tensor:
+    """x [K, n, p] (double) -> [K]: the median Euclidean distance between distinct samples of
+    each of the K sets (the mean of the two middle values when their number is even), 1.0
+    where every sample is identical (median distance 0)."""
+    d2 = _sq_dists(x)
+    n = d2.shape[1]
+    if n < 2:
+        return torch.ones(len(x), dtype=x.dtype, device=x.device)
+    iu = torch.triu_indices(n, n, offset=1, device=d2.device)
+    d = d2[:, iu[0], iu[1]].sqrt()  # [K, m]
+    m = d.shape[1]
+    med = 0.5 * (d.kthvalue((m + 1) // 2, dim=1).values + d.kthvalue(m // 2 + 1, dim=1).values)
+    return torch.where(med > 1e-12, med, torch.ones_like(med))
 
 
 def median_bandwidth(x: torch.Tensor) -> float:
     """Median heuristic: the median distance between distinct samples of x [n, p] (a float,
     detached). Falls back to 1.0 when every sample is identical (median distance 0)."""
     with torch.no_grad():
-        d2 = _sq_dists(x.detach().double())
-        n = d2.shape[0]
-        iu = torch.triu_indices(n, n, offset=1, device=d2.device)
-        if iu.shape[1] == 0:
-            return 1.0
-        d = d2[iu[0], iu[1]].sqrt()
-        m = d.numel()  # the usual median: the mean of the two middle values when m is even
-        med = 0.5 * float(d.kthvalue((m + 1) // 2).values + d.kthvalue(m // 2 + 1).values)
-    return med if med > 1e-12 else 1.0
+        return float(_median_distances(x.detach().flatten(1).double()[None])[0])
 
 
 def median_bandwidths(codes: Sequence[torch.Tensor]) -> torch.Tensor:
     """`median_bandwidth` of K codes of one shape [n, p] at once: a tensor [K] on their device.
 
     For a training step: one batched computation and no device-to-host copy (on a GPU each
-    float() of `median_bandwidth` is a sync), the same values (tests/test_hsic.py)."""
+    float() of `median_bandwidth` is a sync)."""
     with torch.no_grad():
         x = torch.stack([c.detach().flatten(1) for c in codes]).double()  # [K, n, p]
-        sq = x.pow(2).sum(dim=2)
-        d2 = (sq[:, :, None] + sq[:, None, :] - 2.0 * x @ x.transpose(1, 2)).clamp_min(0.0)
-        n = d2.shape[1]
-        iu = torch.triu_indices(n, n, offset=1, device=d2.device)
-        d = d2[:, iu[0], iu[1]].sqrt()  # [K, m]
-        m = d.shape[1]
-        med = 0.5 * (d.kthvalue((m + 1) // 2, dim=1).values + d.kthvalue(m // 2 + 1, dim=1).values)
-        med = torch.where(med > 1e-12, med, torch.ones_like(med))
-    return med.to(codes[0].dtype)
+        return _median_distances(x).to(codes[0].dtype)
 
 
 def gram(x: torch.Tensor, bandwidth: float | torch.Tensor | None = None) -> torch.Tensor:
@@ -83,7 +82,7 @@ def gram(x: torch.Tensor, bandwidth: float | torch.Tensor | None = None) -> torc
         s = float(s)
         if s <= 0:
             raise ValueError(f"kernel bandwidth must be > 0, got {s}")
-    return torch.exp(-_sq_dists(x) / (2.0 * s * s))
+    return torch.exp(-_sq_dists(x.flatten(1)) / (2.0 * s * s))
 
 
 def _bandwidths(codes: Sequence[torch.Tensor], bandwidth: Bandwidth) -> list[float]:

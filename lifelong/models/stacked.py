@@ -66,17 +66,17 @@ def vcall(modules: list[nn.Module], *args, in_dims: tuple):
 
 
 class ExpertTerms(nn.Module):
-    """One VAE expert's ELBO terms (paper 000, eq. 1) given its noise: rec, kl [N] each."""
+    """One VAE expert's ELBO terms (paper 000, eq. 1) given its noise: {"rec", "kl"} [N]."""
 
     def __init__(self, expert: nn.Module):
         super().__init__()
         self.expert = expert
 
-    def forward(self, x: torch.Tensor, eps: torch.Tensor | None):
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None) -> dict[str, torch.Tensor]:
         mu, logvar = self.expert.encode(x)
-        z = mu if eps is None else mu + eps * (0.5 * logvar).exp()  # reparameterise
-        logits = self.expert.decode_logits(z)
-        return losses.bernoulli_log_likelihood(logits, x), losses.gaussian_kl(mu, logvar)
+        # losses.reparameterise with the noise drawn outside (vmap's randomness rules)
+        z = mu if eps is None else mu + eps * (0.5 * logvar).exp()
+        return losses.vae_terms(self.expert.decode_logits(z), x, mu, logvar)
 
 
 def expert_terms(
@@ -89,5 +89,4 @@ def expert_terms(
     expert and sample, drawn here as one [K, N, d] tensor)."""
     eps = torch.randn(len(experts), len(x), latent_dim, device=x.device) if sample else None
     wrapped = [ExpertTerms(e) for e in experts]
-    rec, kl = vcall(wrapped, x, eps, in_dims=(None, 0 if sample else None))
-    return {"rec": rec, "kl": kl}
+    return vcall(wrapped, x, eps, in_dims=(None, 0 if sample else None))
