@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from lifelong.train import Callback
+
 torch.set_flush_denormal(True)
 torch.set_num_threads(2)
 
@@ -60,3 +62,14 @@ def tiny_run(tmp_path_factory) -> Path:
 
         assert main([*TINY_ARGS, "--out", str(out)]) == 0
     return out
+
+
+class StopAt(Callback):
+    """Interrupts training at the start of (task, epoch): what a kill leaves, in-process."""
+
+    def __init__(self, task, epoch):
+        self.task, self.epoch = task, epoch
+
+    def on_step(self, info):
+        if (info["task"], info["epoch"]) == (self.task, self.epoch):
+            raise KeyboardInterrupt

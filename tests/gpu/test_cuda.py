@@ -17,8 +17,9 @@ import torch
 from lifelong import data as ldata
 from lifelong import runs
 from lifelong.models import REGISTRY
-from lifelong.train import Callback, TrainArgs, train
+from lifelong.train import TrainArgs, train
 from lifelong.train import checkpoint as ckpt_mod
+from tests.conftest import StopAt
 
 pytestmark = [
     pytest.mark.gpu,
@@ -44,15 +45,6 @@ def _args(out, **kw) -> TrainArgs:
     )
     base.update(kw)
     return TrainArgs(**base)
-
-
-class StopAt(Callback):
-    def __init__(self, task, epoch):
-        self.task, self.epoch = task, epoch
-
-    def on_step(self, info):
-        if (info["task"], info["epoch"]) == (self.task, self.epoch):
-            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize("family", sorted(REGISTRY))

@@ -10,8 +10,9 @@ import torch
 
 from lifelong import archive, runs
 from lifelong.__main__ import main
-from lifelong.train import Callback, TrainArgs, TrainingError, train
+from lifelong.train import TrainArgs, TrainingError, train
 from lifelong.train import checkpoint as ckpt_mod
+from tests.conftest import StopAt
 
 TINY = {"latent_dim": 2, "hidden": 16, "channels": 4}
 TASKS = ["digits:classes=0-1", "digits:classes=2-3"]
@@ -32,17 +33,6 @@ def _args(out, **kw):
     )
     base.update(kw)
     return TrainArgs(**base)
-
-
-class StopAt(Callback):
-    """Interrupts training at the start of (task, epoch): what a kill leaves, in-process."""
-
-    def __init__(self, task, epoch):
-        self.task, self.epoch = task, epoch
-
-    def on_step(self, info):
-        if (info["task"], info["epoch"]) == (self.task, self.epoch):
-            raise KeyboardInterrupt
 
 
 @pytest.fixture(scope="module")
