@@ -410,7 +410,11 @@ register(DatasetInfo(
     "CPVAE's Grassy-MNIST (shared background, private foreground; classes= makes populations)",
     load=_textured, classes=None, train=embedded.DIGITS_TRAIN, test=embedded.DIGITS_TEST,
     extra={"classes": "10/49", "factors": list(textured.FACTORS)},
-    own_options={"fg": textured.FOREGROUNDS, "texture": textured.TEXTURES},
+    own_options={
+        "fg": textured.FOREGROUNDS,
+        "texture": textured.TEXTURES,
+        "level": tuple(textured.LEVELS),
+    },
 ))  # fmt: skip
 
 

@@ -33,7 +33,7 @@ def test_range_labels_and_foreground_under_texture(texture, plain):
     assert torch.allclose(t.x[ink], plain.x[ink], atol=1e-3)
     background = plain.x < 0.01
     assert t.x[background].mean() > 0.1 and t.x[background].std() > 0.05
-    assert t.x[background].max() <= max(tex.LEVEL) + 1e-6  # ink stays the brightest thing
+    assert t.x[background].max() <= tex.LEVELS["faint"][1] + 1e-6  # ink stays the brightest
     assert t.factor_names == tex.FACTORS and torch.equal(t.factors[:, 0], t.y.float())
 
 
@@ -50,6 +50,22 @@ def test_determinism_seed_and_split(plain):
     }
     # the plain foreground does not depend on the seed (digits are real data)
     assert torch.equal(load_task("textured:texture=none", "test", seed=3).x, plain.x)
+
+
+def test_strong_level_brightens_the_same_textures():
+    """level=strong (closer to Grassy-MNIST) draws the same textures and per-image levels as
+    the default, rescaled from U(0.35, 0.65) to U(0.8, 1.0): same foreground, same labels,
+    a brighter background, and the level factor in the new range."""
+    faint = load_task("textured", "test")
+    strong = load_task("textured:level=strong", "test")
+    assert torch.equal(faint.y, strong.y)
+    u = (faint.factors[:, 4] - 0.35) / 0.3  # each image's uniform draw
+    assert torch.allclose(strong.factors[:, 4], 0.8 + 0.2 * u, atol=1e-5)
+    plain = load_task("textured:texture=none", "test").x
+    background = plain < 0.01
+    assert strong.x[background].mean() > 1.4 * faint.x[background].mean()
+    assert torch.all(strong.x >= faint.x - 1e-6)  # a brighter copy of the same composite
+    assert parse_tasks("textured:level=strong") == ["textured:level=strong"]
 
 
 def test_mixed_shows_each_kind_as_its_own_option():

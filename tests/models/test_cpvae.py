@@ -320,46 +320,49 @@ def test_cli_train_eval_and_explore(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1])
-def test_claim_table1_ari_private_above_vae_above_shared(seed):
+def test_claim_table1_ari_private_above_vae_above_shared():
     """Table 1 on the Grassy-MNIST analogue (digits 0-4 | 5-9 over grass): k-means ARI of the
     digit classes within each population is highest in the private codes, lower in a plain
     VAE's codes (same networks, latent size = shared + private) and near 0 in the shared ones.
 
-    Both models train 40 epochs (960 steps). alpha follows App. B.1, min(1.1^e, 1000), with e
-    counted every 6,000 images (alpha_epoch_images; about 4 passes over the 1,501 images, a
-    tenth of an MNIST epoch): counted per pass, alpha reached 16 after 720 steps while the
-    private codes still carried 0-2 nats, and in seed 0 population 1's private head stayed at
-    the prior on its own data; its digits went to z (30 epochs: private / VAE / shared .43 /
-    .42 / .22, and by 60 epochs .28 / - / .27). An earlier note measured .57 / .42 / .09 for
-    that setting; the run is chaotic there (seed 1 gave .58 / .41 / .03), so which change
-    moved it is unknown. Measured with e per 6,000 images (private / VAE / shared; one CPU
-    thread, the figures move by a few hundredths with the thread count):
-      seed 0: 20 ep .44 / .17 / .13; 40 ep .67 / .59 / .09; 60 ep .70 / .55 / .11; 100 ep
-      .61 / .64 / .07.  seed 1: 40 ep .63 / .56 / .06; 60 ep .63 / .63 / .02; 100 ep .57 /
-      .67 / .02.
-    So the private codes lead while both are at this length, the shared space stays near 0,
-    but the plain VAE catches up with longer training: this analogue's thin grass carries
-    little a Bernoulli decoder can use (CPVAE's shared z holds ~3 nats), so the VAE's latent
-    is hardly spent on the background, which is where Table 1's gap comes from."""
+    Table 1's CPVAE row is alpha = 1, not annealed (the annealing is App. B.1's, for the
+    classification of Table 2). Both models train 40 epochs (960 steps), seeds 0-2 (private /
+    VAE / shared, one CPU thread):
+      alpha = 1:             .73 / .57 / .06, .64 / .57 / .09, .71 / .17 / .01 (this test);
+      annealed (App. B.1):   .69 / .57 / .09, .60 / .57 / .10, .64 / .17 / .00;
+      alpha = 1, level=strong (the texture as bright as the digits, like real grass):
+                             .55 / .37 / .00, .51 / .09 / .07, .54 / .14 / .01.
+    With the default networks (32 channels, 128 hidden, shared 30 / private 5) over the faint
+    texture the plain VAE clusters the digits about as well as the private codes (seeds 0-1,
+    80 epochs: .67 / .70, .73 / .63): the faint texture carries little a Bernoulli decoder
+    can use, so the VAE's latent is hardly spent on the background, which is where Table 1's
+    gap comes from; over the strong texture the gap is back (40 epochs: .68 / .45, .58 /
+    .50). README, "Pretrained runs", has the full-size figures."""
     specs = ["textured:classes=0-4", "textured:classes=5-9"]
-    train = [load_task(s, "train", seed) for s in specs]
-    test = [load_task(s, "test", seed) for s in specs]
-    torch.manual_seed(seed)
-    cfg = CPVAEConfig(n_tasks=2, alpha_epoch_images=6000, **TINY)
-    cp = _fit(build("cpvae", cfg), train, 40)
-    torch.manual_seed(seed)
-    vae = build("vae", VAEConfig(n_tasks=2, latent_dim=8, hidden=32, channels=8, joint=True))
-    vae = _fit(vae, train, 40)
     ari = {"private": [], "vae": [], "shared": []}
-    with torch.no_grad():
-        for k, d in enumerate(test):
-            post, y = cp.encode(d.x), d.y.numpy()
-            ari["private"].append(metrics.kmeans_ari(post[f"t{k}"]["mu"].numpy(), y))
-            ari["shared"].append(metrics.kmeans_ari(post["z"]["mu"].numpy(), y))
-            ari["vae"].append(metrics.kmeans_ari(vae.encode(d.x)["z"]["mu"].numpy(), y))
+    for seed in range(3):
+        train = [load_task(s, "train", seed) for s in specs]
+        test = [load_task(s, "test", seed) for s in specs]
+        torch.manual_seed(seed)
+        cfg = CPVAEConfig(n_tasks=2, alpha_anneal=False, **TINY)
+        cp = _fit(build("cpvae", cfg), train, 40)
+        torch.manual_seed(seed)
+        vae = build("vae", VAEConfig(n_tasks=2, latent_dim=8, hidden=32, channels=8, joint=True))
+        vae = _fit(vae, train, 40)
+        per = {k: [] for k in ari}
+        with torch.no_grad():
+            for k, d in enumerate(test):
+                post, y = cp.encode(d.x), d.y.numpy()
+                per["private"].append(metrics.kmeans_ari(post[f"t{k}"]["mu"].numpy(), y))
+                per["shared"].append(metrics.kmeans_ari(post["z"]["mu"].numpy(), y))
+                per["vae"].append(metrics.kmeans_ari(vae.encode(d.x)["z"]["mu"].numpy(), y))
+        for k, v in per.items():
+            ari[k].append(float(np.mean(v)))
+    # The ordering in every seed, and by a clear margin on average.
+    rows = zip(ari["private"], ari["vae"], ari["shared"], strict=True)
+    assert all(p > v > s for p, v, s in rows), ari
     mean = {k: float(np.mean(v)) for k, v in ari.items()}
-    assert mean["private"] > mean["vae"] + 0.05 > mean["shared"] + 0.1, mean
+    assert mean["private"] > mean["vae"] + 0.1 and mean["vae"] > mean["shared"] + 0.1, mean
 
 
 @pytest.mark.slow
