@@ -9,7 +9,8 @@ s = sum_i b_i s_i (eqs. 4-6, 17). The objective is the MELBO (eq. 9) plus beta *
 the components' codes (eq. 15), the Dirichlet KL (eq. 28) and the dropout term: the entropy of
 a learnable dropout rate for MVAE-GS (eqs. 22-24) or the variational-dropout KL for MVAE-Gau
 (eqs. 18-19). Components whose dropout passes Sec. V-G's threshold are pruned for good; the
-dropout schemes themselves (masks, terms, keep scores, thresholds) are in dropout.py.
+dropout schemes (masks, terms, keep scores, thresholds) and the pruning of a component
+(dropout.ComponentDropout, a mixin) are in dropout.py.
 
 Networks (shared with every family, nets.py): encoder = ConvBody + GaussianHead, plus a linear
 Dirichlet head on the conv features; sub-decoder t_i = Linear(latent_dim, hidden) + ReLU (the
@@ -98,7 +99,7 @@ class MVAEConfig:
             raise ValueError("latent_dim, channels, hidden and n_tasks must be >= 1")
 
 
-class MVAE(GenerativeModel):
+class MVAE(cdrop.ComponentDropout, GenerativeModel):
     family = "mvae"
     config_cls = MVAEConfig
     is_mixture = True
@@ -129,6 +130,10 @@ class MVAE(GenerativeModel):
         self._epoch = 0
 
     # -- structure -----------------------------------------------------------------------
+    def component_modules(self) -> tuple[nn.ModuleList, ...]:
+        """Per-component modules (dropout.ComponentDropout freezes a pruned one's)."""
+        return (self.enc_bodies, self.enc_heads, self.dir_heads, self.sub_decoders)
+
     def experts(self) -> list[int]:
         """Ids of the active components (pruned ones keep their id but leave the mixture)."""
         return self.active.nonzero().flatten().tolist()
@@ -142,10 +147,6 @@ class MVAE(GenerativeModel):
         if self.config.sequential:
             return super().training_phases(n_tasks)
         return [list(range(n_tasks))]
-
-    def dropout_rates(self) -> torch.Tensor:
-        """p of every component [K] (0 without dropout)."""
-        return cdrop.rates(self.drop_logit, self.config.dropout)
 
     # -- per-component pieces ------------------------------------------------------------
     def _encoder(self, k: int) -> ComponentEncoder:
@@ -277,11 +278,6 @@ class MVAE(GenerativeModel):
         return out
 
     # -- training ------------------------------------------------------------------------
-    def _masks(self, ks: list[int], n: int) -> torch.Tensor:
-        """Keep masks m [n, K'] of the active components ks (one per sample and component)."""
-        cfg = self.config
-        return cdrop.keep_masks(self.drop_logit[ks], cfg.dropout, cfg.temperature, n)
-
     def _terms(self, x: torch.Tensor, expert: int | None = None, dropout: bool = True) -> dict:
         """Per-sample terms [N] and batch terms (scalars) of the objective."""
         if expert is not None:
@@ -365,37 +361,6 @@ class MVAE(GenerativeModel):
         out["total"] = total
         return out
 
-    def keep_scores(self) -> torch.Tensor:
-        """The keep mask each component is judged by (Sec. V-G), [K] (dropout.keep_scores)."""
-        return cdrop.keep_scores(self.dropout_rates().detach(), self.config.dropout)
-
-    @torch.no_grad()
-    def prune(self) -> list[int]:
-        """Sec. V-G: deactivate the active components whose keep score falls below the
-        threshold (lowest first, never below min_components). Returns the pruned ids. Nothing
-        is pruned in the first `prune_start` of a phase: early on every rate rises together,
-        before the reconstruction tells the components apart (all six Gau rates were 0.20 +-
-        0.004 after 500 steps on digits, and the needed ones fell back only later)."""
-        cfg = self.config
-        if cfg.dropout == "none" or self.progress < cfg.prune_start:
-            return []
-        thr = cfg.prune_threshold if cfg.prune_threshold >= 0 else cdrop.THRESHOLDS[cfg.dropout]
-        score = self.keep_scores()
-        pruned = cdrop.to_prune(score, self.experts(), thr, cfg.min_components)
-        for k in pruned:
-            self.active[k] = False
-            self._pruned.append(
-                {
-                    "type": "component_pruned",
-                    "expert": k,
-                    "epoch": self._epoch,
-                    "keep_score": float(score[k]),
-                    "threshold": thr,
-                }
-            )
-        self._sync_requires_grad()
-        return pruned
-
     def epoch_stats(self) -> dict[str, float]:
         """Figs. 15-16: the dropout rate (mean over active components, and per component) and
         the active component count. The trainer calls this after every epoch, which is when the
@@ -408,17 +373,6 @@ class MVAE(GenerativeModel):
         if self.config.dropout != "none":
             stats |= {f"p{k}": float(p[k]) for k in range(len(p))}
         return stats
-
-    def _sync_requires_grad(self) -> None:
-        """A pruned component takes no further part, nor any gradient or optimizer update; the
-        flags follow the `active` buffer, so a model rebuilt from a snapshot gets them too."""
-        for k in range(self.config.n_components):
-            on = bool(self.active[k])
-            for mod in (self.enc_bodies, self.enc_heads, self.dir_heads, self.sub_decoders):
-                for prm in mod[k].parameters():
-                    prm.requires_grad_(on)
-                    if not on:
-                        prm.grad = None
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         self._sync_requires_grad()
