@@ -339,7 +339,8 @@ class LGM(ReplayRecord, GenerativeModel):
         digits 0-4 / 5-9.) Eq. 10 subtracts lambda * L_I from the objective, so the loss adds it:
         the student is pushed to leave z_c uncertain given its own generations, i.e. to carry the
         distribution-level information in z_d (Sec. 4.4)."""
-        _, _, logvar = self.student.posterior(torch.sigmoid(rec_logits))
+        net = self.student  # z_c's head only: the discrete head plays no part in L_I
+        _, logvar = net.enc_head(net.enc_body(torch.sigmoid(rec_logits)))
         return -losses.gaussian_entropy(logvar)
 
     def before_task(self, task: int, data) -> list[dict]:
