@@ -3,7 +3,7 @@ server in headless Chromium: `python docs/take_screenshots.py [GENERATION_RUN] [
 
 The browser test (`LIFELONG_SCREENSHOTS=1 LIFELONG_E2E_RUN_ROOTS=pretrained pytest tests/e2e`)
 takes every page on the first shipped run (L-MVAE); the dHSIC heatmap, Shared / private and
-Generation grid are retaken here on the MVAE, CPVAE and InfoGAN runs. Needs /usr/bin/chromium
+Generation grid are retaken here on the MVAE, CPVAE (Table 1's `cpvae-grassy`) and InfoGAN runs. Needs /usr/bin/chromium
 and the playwright package (never `playwright install`).
 """
 
@@ -19,7 +19,7 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = [  # (url path, run label, file, extra action)
     ("dHSIC heatmap", "pretrained/mvae-beta10-digits-glyphs-shapes", "dhsic"),
-    ("Shared / private", "pretrained/cpvae-textured", "sharedprivate"),
+    ("Shared / private", "pretrained/cpvae-grassy", "sharedprivate"),
     (
         "Generation grid",
         sys.argv[1] if len(sys.argv) > 1 else "pretrained/infogan-digits-split",
