@@ -2,7 +2,10 @@
 snapshot per finished task and log.jsonl. Safetensors only: nothing here unpickles anything.
 
 Snapshots store only the tensors that changed since the previous snapshot (frozen experts are
-written once), so snapshot k is rebuilt by reading task-00 .. task-k in order. Every file is
+written once), so snapshot k is rebuilt by reading task-00 .. task-k in order. A changed tensor
+equal to one the previous snapshot held under another name is not stored again either: the
+snapshot's manifest entry lists it under "aliases" {name: that name} (LGM's teacher is the
+previous snapshot's student, InfoGAN's frozen generator the previous generator). Every file is
 written to a temporary name and renamed, so a crash never leaves a half-written file behind.
 """
 
@@ -68,7 +71,11 @@ def new_manifest(
 
 
 def tensor_digest(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+    """sha256 of dtype, shape and bytes: equal digests mean equal tensors, so one may stand in
+    for the other (two zero biases of 64 floats and of 8 x 8 floats share their bytes only)."""
+    t = t.detach().cpu().contiguous()
+    head = f"{t.dtype}{tuple(t.shape)}".encode()
+    return hashlib.sha256(head + t.numpy().tobytes()).hexdigest()
 
 
 def save_snapshot(
@@ -81,16 +88,24 @@ def save_snapshot(
 ) -> dict:
     """Write task-{task:02d}.safetensors with the tensors whose bytes changed since the last
     snapshot (`stored`: name -> digest of the saved value, updated in place) and append its
-    entry to the manifest (not yet written). dtype="float16" halves float tensors on disk."""
+    entry to the manifest (not yet written); a changed tensor equal to another name's value in
+    the last snapshot becomes an alias instead (module doc). dtype="float16" halves float
+    tensors on disk."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    changed = {}
+    previous = {digest: name for name, digest in stored.items()}  # the last snapshot's values
+    changed, aliases = {}, {}
     for name, value in state.items():
         digest = tensor_digest(value)
-        if stored.get(name) != digest:
+        if stored.get(name) == digest:
+            continue
+        source = previous.get(digest)
+        if source is not None and source != name:
+            aliases[name] = source
+        else:
             if dtype == "float16" and value.is_floating_point():
                 value = value.half()
             changed[name] = value
-            stored[name] = digest
+        stored[name] = digest
     # One metadata key: safetensors writes several keys in a random order, so the same weights
     # would give different bytes on every regeneration (and grow pretrained/'s git history).
     meta = {
@@ -116,6 +131,8 @@ def save_snapshot(
         "tensors": len(changed),
         "bytes": len(data),
     }
+    if aliases:  # only then, so runs without any keep their manifests as they were
+        entry["aliases"] = aliases
     manifest["snapshots"] = [s for s in manifest["snapshots"] if s["after_task"] != task]
     manifest["snapshots"].append(entry)
     return entry
@@ -204,7 +221,15 @@ class Run:
                 raise RunError(f"{self.name}: no snapshot after task {after_task}")
             state: dict[str, torch.Tensor] = {}
             for entry in sorted(entries, key=lambda s: s["after_task"]):
+                previous = dict(state)
                 state.update(self._read(entry))
+                for name, source in entry.get("aliases", {}).items():
+                    if source not in previous:
+                        raise RunError(
+                            f"{self.name}: {entry['file']} aliases {name} to {source},"
+                            " which the previous snapshot does not hold"
+                        )
+                    state[name] = previous[source]
             self._states[after_task] = state
         return self._states[after_task]
 

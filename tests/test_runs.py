@@ -126,3 +126,46 @@ def test_snapshot_bytes_are_reproducible(tmp_path):
     with safe_open(str(tmp_path / "0" / "task-00.safetensors"), "pt") as f:
         meta = json.loads(f.metadata()["lifelong-run"])
     assert meta["family"] == "lmvae" and meta["config"]["latent_dim"] == 3
+
+
+def test_a_tensor_equal_to_a_previous_one_is_stored_as_an_alias(tmp_path):
+    """LGM's teacher after task 1 is the student after task 0: snapshot 1 lists the teacher's
+    tensors as aliases of the previous student's instead of storing them again, and the
+    loaded teacher is bit-identical to the loaded previous student. A broken alias is named."""
+    out = tmp_path / "lgm"
+    train(
+        TrainArgs(
+            model="lgm",
+            tasks=["digits:classes=0-1", "digits:classes=2-3"],
+            out=out,
+            epochs=1,
+            device="cpu",
+            eval_samples=32,
+            overrides={"latent_dim": 3, "hidden": 16, "channels": 4, "grow_discrete": False},
+        ),
+        callbacks=[],
+    )
+    run = runs.open_run(out)
+    entry = run.manifest["snapshots"][1]
+    aliases = entry["aliases"]
+    first, second = run.load_model(0), run.load_model(1)
+    teacher = second.teacher.state_dict()
+    assert set(aliases) == {f"teacher.{k}" for k in teacher}
+    assert all(src == "student." + name.removeprefix("teacher.") for name, src in aliases.items())
+    for k, v in first.student.state_dict().items():
+        assert torch.equal(teacher[k], v), k
+    assert entry["tensors"] < len(second.state_dict()) - len(teacher) + 1
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["snapshots"][1]["aliases"]["teacher.enc_body.net.0.weight"] = "student.nothing"
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(runs.RunError, match="aliases teacher.enc_body.net.0.weight to student"):
+        runs.open_run(broken).load_model(1)
+
+
+def test_digest_tells_shapes_and_dtypes_apart():
+    zeros = torch.zeros(64)
+    assert runs.tensor_digest(zeros) == runs.tensor_digest(torch.zeros(64))
+    assert runs.tensor_digest(zeros) != runs.tensor_digest(torch.zeros(8, 8))
+    assert runs.tensor_digest(zeros) != runs.tensor_digest(torch.zeros(32, dtype=torch.float64))
