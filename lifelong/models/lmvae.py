@@ -85,6 +85,9 @@ class LMVAE(GenerativeModel):
     family = "lmvae"
     config_cls = LMVAEConfig
     is_mixture = True
+    # The experts' terms are stacked.expert_terms' plain VAE terms, so they can be vmapped
+    # (the supervised subclass adds a class encoder to each expert: it loops).
+    stackable_terms = True
 
     def __new__(cls, config: LMVAEConfig | None = None, arch: dict | None = None):
         """supervision != "none" builds the supervised subclass, so the family key, the run
@@ -164,8 +167,7 @@ class LMVAE(GenerativeModel):
         """Eq. 1's terms of the experts `ks` on the same x: one vmapped call over their stacked
         parameters, or a loop (config.expert_batching; L-MVAE-Dyn's shared bodies: a loop)."""
         mode = stacked.resolve(self.config.expert_batching, x.device, len(ks))
-        plain = type(self)._terms is LMVAE._terms  # the supervised experts have their own
-        if mode == "loop" or self.config.dynamic or not plain or len(ks) < 2:
+        if mode == "loop" or self.config.dynamic or not self.stackable_terms or len(ks) < 2:
             return [self._terms(k, x, sample) for k in ks]
         experts = [self.experts_[k] for k in ks]
         t = stacked.expert_terms(experts, x, self.config.latent_dim, sample)

@@ -74,6 +74,8 @@ class SupervisedExpert(VAEExpert):
 class SupervisedLMVAE(LMVAE):
     """L-MVAE with a discrete latent d per expert (eqs. 18-23). See the module docstring."""
 
+    stackable_terms = False  # eq. 18's terms (class encoder, labels) are not stacked.py's
+
     def _new_expert(self) -> SupervisedExpert:
         cfg = self.config
         return SupervisedExpert(
