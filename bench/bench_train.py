@@ -37,6 +37,7 @@ import math
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -117,130 +118,9 @@ def bare_lmvae(m):
     return step
 
 
-def bare_mvae(m):
-    net = copy.deepcopy(m)
-    k = m.config.n_components
-    params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=m.config.lr)
-    prior = torch.full((BATCH, k), m.config.prior_concentration, device=m.device)
-
-    def step(b):
-        x = b["x"]
-        zs, kl, a = [], 0.0, []
-        for i in range(k):
-            h = net.enc_bodies[i](x)
-            mu, lv = net.enc_heads[i](h)
-            a.append(F.softplus(net.dir_heads[i](h)).squeeze(-1) + 0.05)
-            zs.append(net.sub_decoders[i](rsample(mu, lv)))
-            kl = kl + kl_normal(mu, lv)
-        a = torch.stack(a, 1).clamp(max=1e3)
-        w = torch.distributions.Dirichlet(a).rsample()
-        s = (torch.stack(zs, 1) * w[..., None]).sum(1)
-        logits = net.mix_body(net.mix_head(s))
-        kl_w = torch.distributions.kl_divergence(
-            torch.distributions.Dirichlet(a), torch.distributions.Dirichlet(prior[: len(x)])
-        )
-        adam_step(opt, (bce(logits, x) + kl + kl_w).mean())
-
-    return step
-
-
-def bare_lgm(m):
-    net = copy.deepcopy(m.student)
-    opt = torch.optim.Adam(net.parameters(), lr=m.config.lr)
-    tau = m.config.tau_start
-
-    def step(b):
-        x = b["x"]
-        h = net.enc_body(x)
-        mu, lv = net.enc_head(h)
-        log_q = torch.log_softmax(net.disc_head(h), -1)
-        zd = F.gumbel_softmax(log_q, tau=tau)
-        logits = net.dec_body(net.dec_head(torch.cat([rsample(mu, lv), zd], 1)))
-        kl_d = (log_q.exp() * log_q).sum(-1) + math.log(log_q.shape[-1])
-        adam_step(opt, (bce(logits, x) + kl_normal(mu, lv) + kl_d).mean())
-
-    return step
-
-
-def bare_cpvae(m):
-    net = copy.deepcopy(m)
-    opt = torch.optim.Adam(net.parameters(), lr=m.config.lr)
-
-    def step(b):
-        x, pop = b["x"], b["task"]
-        h = net.body(x)
-        mu_z, lv_z = net.shared_head(h)
-        logits = net.shared_decoder(rsample(mu_z, lv_z))
-        kl = kl_normal(mu_z, lv_z).sum()
-        for k in pop.unique().tolist():  # eq. 3: each sample through its own population
-            rows = pop == k
-            mu_t, lv_t = net.private_heads[k](h[rows])
-            t = rsample(mu_t, lv_t)
-            out = net.private_decoders[k](torch.cat([t, t.new_zeros(1, t.shape[1])]))
-            logits = logits.index_put((rows,), logits[rows] + out[:-1] - out[-1:])
-            kl = kl + kl_normal(mu_t, lv_t).sum()
-        adam_step(opt, (bce(logits, x).sum() + kl) / len(x))
-
-    return step
-
-
-def bare_infogan(m):
-    cfg = m.config
-    g, d = copy.deepcopy(m.generator), copy.deepcopy(m.critic)
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
-
-    dev = m.device
-
-    def codes(n):
-        z, c = torch.randn(n, cfg.noise_dim, device=dev), torch.randn(n, cfg.latent_dim, device=dev)
-        d = torch.randint(cfg.discrete_dim, (n,), device=dev)
-        return z, c, F.one_hot(d, cfg.discrete_dim).float()
-
-    def step(b):
-        real = b["x"]
-        n = len(real)
-        for _ in range(cfg.n_critic):
-            with torch.no_grad():
-                fake = torch.sigmoid(g(*codes(n)))
-            eps = torch.rand(n, 1, 1, 1, device=dev)
-            x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-            (grad,) = torch.autograd.grad(d(x_hat).sum(), x_hat, create_graph=True)
-            gp = (grad.flatten(1).pow(2).sum(1) + 1e-12).sqrt().sub(1).pow(2).mean()
-            adam_step(opt_d, d(fake).mean() - d(real).mean() + cfg.gp_lambda * gp)
-        fake = torch.sigmoid(g(*codes(n)))
-        adam_step(opt_g, -d(fake).mean())
-
-    return step
-
-
-# -- bare loops with the paper's own terms added (the "same objective" side) --------------
-def full_lgm(m):
-    """bare_lgm + eq. 9's info term: a second encoder pass (body + Gaussian head) on the
-    decodings, lambda * (-H(Q(z_c | x_hat)))."""
-    net = copy.deepcopy(m.student)
-    opt = torch.optim.Adam(net.parameters(), lr=m.config.lr)
-    tau, lam = m.config.tau_start, m.config.info_lambda
-
-    def step(b):
-        x = b["x"]
-        h = net.enc_body(x)
-        mu, lv = net.enc_head(h)
-        log_q = torch.log_softmax(net.disc_head(h), -1)
-        zd = F.gumbel_softmax(log_q, tau=tau)
-        logits = net.dec_body(net.dec_head(torch.cat([rsample(mu, lv), zd], 1)))
-        kl_d = (log_q.exp() * log_q).sum(-1) + math.log(log_q.shape[-1])
-        _, lv_hat = net.enc_head(net.enc_body(torch.sigmoid(logits)))
-        info = -0.5 * (lv_hat + 1.0 + math.log(2 * math.pi)).sum(-1)
-        adam_step(opt, (bce(logits, x) + kl_normal(mu, lv) + kl_d + lam * info).mean())
-
-    return step
-
-
-def full_mvae(m):
-    """bare_mvae + beta * dHSIC of the components' posterior means (eq. 15), median
-    bandwidths floored as the family does."""
+def bare_mvae(m, full: bool = False):
+    """full: + beta * dHSIC of the components' posterior means (eq. 15), median bandwidths
+    floored as the family does."""
     from lifelong import hsic
 
     net = copy.deepcopy(m)
@@ -265,16 +145,43 @@ def full_mvae(m):
         kl_w = torch.distributions.kl_divergence(
             torch.distributions.Dirichlet(a), torch.distributions.Dirichlet(prior[: len(x)])
         )
-        bw = hsic.median_bandwidths(mus).clamp_min(cfg.hsic_min_bandwidth)
-        reg = hsic.dhsic(mus, bw)
-        adam_step(opt, (bce(logits, x) + kl + kl_w).mean() + cfg.beta * reg)
+        loss = (bce(logits, x) + kl + kl_w).mean()
+        if full:
+            bw = hsic.median_bandwidths(mus).clamp_min(cfg.hsic_min_bandwidth)
+            loss = loss + cfg.beta * hsic.dhsic(mus, bw)
+        adam_step(opt, loss)
 
     return step
 
 
-def full_cpvae(m):
-    """Eq. 6 in plain PyTorch: every private head on every sample (the cross-population KL
-    needs each head's KL on the other populations' data), alpha * cross KL."""
+def bare_lgm(m, full: bool = False):
+    """full: + eq. 9's info term, a second encoder pass (body + Gaussian head) on the
+    decodings: lambda * (-H(Q(z_c | x_hat)))."""
+    net = copy.deepcopy(m.student)
+    opt = torch.optim.Adam(net.parameters(), lr=m.config.lr)
+    tau, lam = m.config.tau_start, m.config.info_lambda
+
+    def step(b):
+        x = b["x"]
+        h = net.enc_body(x)
+        mu, lv = net.enc_head(h)
+        log_q = torch.log_softmax(net.disc_head(h), -1)
+        zd = F.gumbel_softmax(log_q, tau=tau)
+        logits = net.dec_body(net.dec_head(torch.cat([rsample(mu, lv), zd], 1)))
+        kl_d = (log_q.exp() * log_q).sum(-1) + math.log(log_q.shape[-1])
+        loss = bce(logits, x) + kl_normal(mu, lv) + kl_d
+        if full:
+            _, lv_hat = net.enc_head(net.enc_body(torch.sigmoid(logits)))
+            loss = loss - lam * 0.5 * (lv_hat + 1.0 + math.log(2 * math.pi)).sum(-1)
+        adam_step(opt, loss.mean())
+
+    return step
+
+
+def bare_cpvae(m, full: bool = False):
+    """Eq. 3: each sample through its own population's private head. full: eq. 6, every
+    private head on every sample (the cross-population KL needs each head's KL on the other
+    populations' data), alpha * cross KL instead of the own KL."""
     from lifelong.models.cpvae_objective import cross_population_kl
 
     net = copy.deepcopy(m)
@@ -286,60 +193,63 @@ def full_cpvae(m):
         h = net.body(x)
         mu_z, lv_z = net.shared_head(h)
         logits = net.shared_decoder(rsample(mu_z, lv_z))
-        heads = [net.private_heads[k](h) for k in range(len(net.private_heads))]
-        kl_t = torch.stack([kl_normal(mu, lv) for mu, lv in heads], 1)  # [N, K]
+        kl = kl_normal(mu_z, lv_z)
+        if full:
+            heads = [net.private_heads[k](h) for k in range(len(net.private_heads))]
+            kl_t = torch.stack([kl_normal(mu, lv) for mu, lv in heads], 1)  # [N, K]
+            kl = kl + alpha * cross_population_kl(kl_t, pop)
         for k in pop.unique().tolist():
             rows = pop == k
-            mu_t, lv_t = heads[k][0][rows], heads[k][1][rows]
+            if full:
+                mu_t, lv_t = heads[k][0][rows], heads[k][1][rows]
+            else:
+                mu_t, lv_t = net.private_heads[k](h[rows])
+                kl = kl.index_put((rows,), kl[rows] + kl_normal(mu_t, lv_t))
             t = rsample(mu_t, lv_t)
             out = net.private_decoders[k](torch.cat([t, t.new_zeros(1, t.shape[1])]))
             logits = logits.index_put((rows,), logits[rows] + out[:-1] - out[-1:])
-        cross = cross_population_kl(kl_t, pop)
-        loss = bce(logits, x) + kl_normal(mu_z, lv_z) + alpha * cross
-        adam_step(opt, loss.mean())
+        adam_step(opt, (bce(logits, x) + kl).mean())
 
     return step
 
 
-def full_infogan(m):
-    """bare_infogan + L_MI (eq. 10): S on the generator's samples in the G step, G and S
+def bare_infogan(m, full: bool = False):
+    """WGAN-GP. full: + L_MI (eq. 10), S on the generator's samples in the G step, G and S
     updated together."""
     from lifelong import losses
 
     cfg = m.config
     g, d, s = copy.deepcopy(m.generator), copy.deepcopy(m.critic), copy.deepcopy(m.aux)
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
-    players = list(g.parameters()) + list(s.parameters())
+    players = list(g.parameters()) + (list(s.parameters()) if full else [])
     opt_g = torch.optim.Adam(players, lr=cfg.lr, betas=(0.5, 0.9))
     dev = m.device
 
-    def codes(n):
+    def generate(n):
         z, c = torch.randn(n, cfg.noise_dim, device=dev), torch.randn(n, cfg.latent_dim, device=dev)
-        return z, c, torch.randint(cfg.discrete_dim, (n,), device=dev)
+        k = torch.randint(cfg.discrete_dim, (n,), device=dev)
+        return torch.sigmoid(g(z, c, F.one_hot(k, cfg.discrete_dim).float())), c, k
 
     def step(b):
         real = b["x"]
         n = len(real)
         for _ in range(cfg.n_critic):
             with torch.no_grad():
-                z, c, k = codes(n)
-                fake = torch.sigmoid(g(z, c, F.one_hot(k, cfg.discrete_dim).float()))
+                fake = generate(n)[0]
             eps = torch.rand(n, 1, 1, 1, device=dev)
             x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
             (grad,) = torch.autograd.grad(d(x_hat).sum(), x_hat, create_graph=True)
             gp = (grad.flatten(1).pow(2).sum(1) + 1e-12).sqrt().sub(1).pow(2).mean()
             adam_step(opt_d, d(fake).mean() - d(real).mean() + cfg.gp_lambda * gp)
-        z, c, k = codes(n)
-        fake = torch.sigmoid(g(z, c, F.one_hot(k, cfg.discrete_dim).float()))
-        mu, logvar, logits = s(fake)
-        mi = losses.infogan_mi(c, mu, logvar, k, logits)
-        objective = cfg.mi_c_weight * mi["mi_c"] + mi["mi_d"]
-        adam_step(opt_g, -d(fake).mean() - cfg.mi_lambda * objective.mean())
+        fake, c, k = generate(n)
+        loss = -d(fake).mean()
+        if full:
+            mu, logvar, logits = s(fake)
+            mi = losses.infogan_mi(c, mu, logvar, k, logits)
+            loss = loss - cfg.mi_lambda * (cfg.mi_c_weight * mi["mi_c"] + mi["mi_d"]).mean()
+        adam_step(opt_g, loss)
 
     return step
-
-
-FULL = {"lgm": full_lgm, "mvae": full_mvae, "cpvae": full_cpvae, "infogan": full_infogan}
 
 
 BARE = {
@@ -351,6 +261,8 @@ BARE = {
     "cpvae": bare_cpvae,
     "infogan": bare_infogan,
 }
+# The "same objective" side: the bare loops with the paper's own terms (module doc).
+FULL = {name: partial(BARE[name], full=True) for name in ("lgm", "mvae", "cpvae", "infogan")}
 
 
 # -- measurement ---------------------------------------------------------------------------
