@@ -12,22 +12,19 @@ from lifelong import runs
 from lifelong.train import TrainArgs, train
 
 
+def _tiny_run(out, model: str, **overrides):
+    """One epoch on two digit tasks with tiny networks, into `out`."""
+    tiny = {"latent_dim": 3, "hidden": 16, "channels": 4}
+    tasks = ["digits:classes=0-1", "digits:classes=2-3"]
+    args = TrainArgs(model=model, tasks=tasks, out=out, epochs=1, device="cpu", eval_samples=32)
+    args.overrides = {**tiny, **overrides}
+    train(args, callbacks=[])
+    return out
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("r") / "run"
-    train(
-        TrainArgs(
-            model="lmvae",
-            tasks=["digits:classes=0-1", "digits:classes=2-3"],
-            out=out,
-            epochs=1,
-            device="cpu",
-            eval_samples=32,
-            overrides={"latent_dim": 3, "hidden": 16, "channels": 4},
-        ),
-        callbacks=[],
-    )
-    return out
+    return _tiny_run(tmp_path_factory.mktemp("r") / "run", "lmvae")
 
 
 @pytest.fixture
@@ -132,19 +129,7 @@ def test_a_tensor_equal_to_a_previous_one_is_stored_as_an_alias(tmp_path):
     """LGM's teacher after task 1 is the student after task 0: snapshot 1 lists the teacher's
     tensors as aliases of the previous student's instead of storing them again, and the
     loaded teacher is bit-identical to the loaded previous student. A broken alias is named."""
-    out = tmp_path / "lgm"
-    train(
-        TrainArgs(
-            model="lgm",
-            tasks=["digits:classes=0-1", "digits:classes=2-3"],
-            out=out,
-            epochs=1,
-            device="cpu",
-            eval_samples=32,
-            overrides={"latent_dim": 3, "hidden": 16, "channels": 4, "grow_discrete": False},
-        ),
-        callbacks=[],
-    )
+    out = _tiny_run(tmp_path / "lgm", "lgm", grow_discrete=False)
     run = runs.open_run(out)
     entry = run.manifest["snapshots"][1]
     aliases = entry["aliases"]
