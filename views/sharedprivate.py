@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from lifelong.explore import sharedprivate
+from lifelong.explore import forgetting, sharedprivate
 from lifelong.zoo import ZOO
 
 run, snap = st.session_state.get("selection") or ui.sidebar()
@@ -85,7 +85,17 @@ ui.picture(
 )
 
 st.subheader("Clustering and classification (Table 1, eqs. 7-8)")
-per = int(st.number_input("Test inputs per population", 50, 1000, 200, 50, key="sp_score_n"))
+c1, c2 = st.columns([1, 2])
+per = int(c1.number_input("Test inputs per population", 50, 1000, 200, 50, key="sp_score_n"))
+same_tasks = forgetting.comparable(run, ui.openable_runs())
+vaes = {k: r for k, r in same_tasks.items() if r.family == "vae"}
+beside = c2.selectbox(
+    "Plain VAE beside it (Table 1's first row)",
+    [*vaes, "none"],
+    key="sp_vae",
+    help="A vae run over the same tasks (e.g. pretrained/vae-grassy beside cpvae-grassy); "
+    "its codes are clustered on the same inputs.",
+)
 
 
 @st.cache_data(max_entries=16, show_spinner="k-means on the codes ...")
@@ -94,6 +104,18 @@ def scores(path: str, after: int, per: int, seed: int, _model, _tests) -> dict:
 
 
 s = scores(str(run.path), snap, per, seed, model, tests)
+
+
+@st.cache_data(max_entries=16, show_spinner="k-means on the plain VAE's codes ...")
+def vae_row(path: str, pops: tuple, per: int, seed: int, _model, _tests) -> list[float]:
+    return sharedprivate.baseline_ari(_model, _tests, list(pops), per, seed)
+
+
+if beside != "none":
+    other = vaes[beside]
+    baseline = ui.load_model(other, other.snapshots[-1])
+    row = vae_row(str(other.path), tuple(sorted(s["within"])), per, seed, baseline, tests)
+    s = {**s, "rows": [f"plain VAE ({other.name})", *s["rows"]], "ari": [row, *s["ari"]]}
 table = pd.DataFrame(s["ari"], index=s["rows"], columns=s["columns"])
 st.dataframe(table.style.format("{:.3f}", na_rep="–"), key="sp_ari")
 st.download_button(

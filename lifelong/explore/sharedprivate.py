@@ -181,6 +181,27 @@ def scores(model, tests: list, n: int = 200, seed: int = 0, samples: int | None 
     }
 
 
+@torch.no_grad()
+def baseline_ari(baseline, tests: list, populations: list[int], n: int = 200, seed: int = 0):
+    """Table 1's plain-VAE row: k-means ARI of `baseline`'s codes (a single-latent model over
+    the same tasks, e.g. `vae-grassy` beside `cpvae-grassy`) on the very inputs `scores`
+    clusters, against [population, class, class within population (mean)]."""
+    from lifelong import evaluation
+
+    xs, ys, ps = [], [], []
+    for k in populations:
+        x, y = pick(tests, k, n, seed)
+        xs, ys, ps = xs + [x], ys + [y], ps + [np.full(len(x), k)]
+    z = evaluation.codes(baseline, torch.cat(xs))
+    y, p = torch.cat(ys).numpy(), np.concatenate(ps)
+    within = [metrics.kmeans_ari(z[p == k], y[p == k], seed=seed) for k in populations]
+    return [
+        metrics.kmeans_ari(z, p, seed=seed),
+        metrics.kmeans_ari(z, y, seed=seed),
+        _mean(within),
+    ]
+
+
 def _mean(values: list[float]) -> float:
     """Mean of the defined (non-NaN) values; NaN if none is."""
     ok = [v for v in values if not np.isnan(v)]

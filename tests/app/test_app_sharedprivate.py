@@ -23,6 +23,11 @@ def cpvae_run(tmp_path_factory):
     args += ["--set", "latent_dim=4", "--set", "private_dim=4"]
     args += ["--set", "hidden=32", "--set", "channels=8"]
     assert main(args) == 0
+    # Table 1's plain VAE beside it: the same tasks, in the same root
+    vae = ["train", "--model", "vae", "--tasks", "digits:classes=0-4,digits:classes=5-9"]
+    vae += ["--epochs", "1", "--device", "cpu", "--out", str(out.parent / "vae")]
+    vae += ["--set", "joint=true", "--set", "latent_dim=8", "--set", "hidden=32"]
+    assert main([*vae, "--set", "channels=8"]) == 0
     return out
 
 
@@ -57,7 +62,10 @@ def test_grids_table_and_controls(app, media):
     assert labels.count("PNG") == 3 and "CSV" in labels
     (table,) = app.dataframe
     assert list(table.value.columns) == ["population", "class", "class within population"]
-    assert list(table.value.index) == ["shared z", "private t"]
+    # the plain VAE over the same tasks is offered and shown first (Table 1's first row)
+    options = app.selectbox(key="sp_vae").options
+    assert len(options) == 2 and options[0].endswith("/vae") and options[1] == "none"
+    assert list(table.value.index) == ["plain VAE (vae)", "shared z", "private t"]
     values = table.value.to_numpy(dtype=float)
     assert np.all((values[~np.isnan(values)] >= -1) & (values[~np.isnan(values)] <= 1))
     assert any("Population accuracy" in m.value for m in app.markdown)
@@ -69,6 +77,8 @@ def test_grids_table_and_controls(app, media):
     app.number_input(key="sp_n").set_value(4).run()
     app.toggle(key="sp_classify").set_value(True).run()
     app.number_input(key="sp_score_n").set_value(100).run()
+    app.selectbox(key="sp_vae").set_value("none").run()
+    assert list(app.dataframe[0].value.index) == ["shared z", "private t"]
     assert not app.exception, app.exception
     assert not app.error
     shown = _images(app)

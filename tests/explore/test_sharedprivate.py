@@ -152,3 +152,31 @@ def test_ari_table_and_accuracy(model, tests):
     csv = sp.ari_csv(s).splitlines()
     assert csv[0] == "code,population,class,class within population" and len(csv) == 3
     assert csv[1].startswith("shared z,") and csv[2].startswith("private t,")
+
+
+def test_plain_vae_row_clusters_the_same_inputs(tests):
+    """Table 1's baseline row: the codes of a single-latent model on the very inputs `scores`
+    picks. A stand-in whose codes are the spread of the row and of the column means tells
+    horizontal bars from vertical ones (population ARI 1); a tiny VAE's row equals
+    kmeans_ari on evaluation.codes of those inputs."""
+    from lifelong import evaluation
+    from lifelong.models.vae import VAEConfig
+
+    class Pixels:
+        device = torch.device("cpu")
+
+        def encode(self, x):
+            rows, cols = x.mean(dim=-1).flatten(1), x.mean(dim=-2).flatten(1)
+            return {"z": {"mu": torch.stack([rows.std(1), cols.std(1)], dim=1)}}
+
+    row = sp.baseline_ari(Pixels(), tests, [0, 1], n=40, seed=0)
+    assert len(row) == 3 and row[0] == pytest.approx(1.0)
+    torch.manual_seed(0)
+    vae = build("vae", VAEConfig(n_tasks=2, latent_dim=3, hidden=16, channels=4)).eval()
+    row = sp.baseline_ari(vae, tests, [0, 1], n=40, seed=0)
+    x0, y0 = sp.pick(tests, 0, 40, 0)
+    z0 = evaluation.codes(vae, x0)
+    x1, y1 = sp.pick(tests, 1, 40, 0)
+    z1 = evaluation.codes(vae, x1)
+    within = (metrics.kmeans_ari(z0, y0.numpy()) + metrics.kmeans_ari(z1, y1.numpy())) / 2
+    assert row[2] == pytest.approx(within)
