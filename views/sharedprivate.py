@@ -88,7 +88,7 @@ st.subheader("Clustering and classification (Table 1, eqs. 7-8)")
 c1, c2 = st.columns([1, 2])
 per = int(c1.number_input("Test inputs per population", 50, 1000, 200, 50, key="sp_score_n"))
 same_tasks = forgetting.comparable(run, ui.openable_runs())
-vaes = {k: r for k, r in same_tasks.items() if r.family == "vae"}
+vaes = {k: r for k, r in same_tasks.items() if r.family == "vae" and r.snapshots}
 beside = c2.selectbox(
     "Plain VAE beside it (Table 1's first row)",
     [*vaes, "none"],
@@ -107,14 +107,15 @@ s = scores(str(run.path), snap, per, seed, model, tests)
 
 
 @st.cache_data(max_entries=16, show_spinner="k-means on the plain VAE's codes ...")
-def vae_row(path: str, pops: tuple, per: int, seed: int, _model, _tests) -> list[float]:
+def vae_row(key: tuple, pops: tuple, per: int, seed: int, _model, _tests) -> list[float]:
     return sharedprivate.baseline_ari(_model, _tests, list(pops), per, seed)
 
 
 if beside != "none":
     other = vaes[beside]
     baseline = ui.load_model(other, other.snapshots[-1])
-    row = vae_row(str(other.path), tuple(sorted(s["within"])), per, seed, baseline, tests)
+    key = (str(other.path), str(run.path), snap)  # the inputs are this run's test sets
+    row = vae_row(key, tuple(sorted(s["within"])), per, seed, baseline, tests)
     s = {**s, "rows": [f"plain VAE ({other.name})", *s["rows"]], "ari": [row, *s["ari"]]}
 table = pd.DataFrame(s["ari"], index=s["rows"], columns=s["columns"])
 st.dataframe(table.style.format("{:.3f}", na_rep="–"), key="sp_ari")
