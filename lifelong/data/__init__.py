@@ -9,6 +9,7 @@ Embedded: digits (scikit-learn, real), glyphs (font renders), shapes (dSprites-l
 factors). From the user's IDX files: mnist, fashion, kmnist. See `registry` for the options.
 """
 
+from . import catalog  # noqa: F401  (registers the datasets)
 from .base import DataError, TaskData, join_tasks
 from .registry import datasets, image_shape, load_task, parse_tasks
 
