@@ -45,6 +45,30 @@ def tasks():
     return [synthetic_task(k, seed=i) for i, k in enumerate(["hbar", "vbar", "blob"])]
 
 
+TINY_NETS = {"latent_dim": 2, "hidden": 16, "channels": 4}
+TINY_TASKS = ["digits:classes=0-1", "digits:classes=2-3"]
+
+
+def tiny_args(out, **kw):
+    """TrainArgs of a tiny two-task L-MVAE run on the CPU (digits 0-1 | 2-3, 1 epoch, batch
+    64, 1 thread, 32 evaluation samples); keyword arguments replace fields (`overrides`
+    replaces the tiny network sizes as a whole)."""
+    from lifelong.train import TrainArgs
+
+    base = dict(
+        model="lmvae",
+        tasks=list(TINY_TASKS),
+        out=out,
+        epochs=1,
+        batch_size=64,
+        device="cpu",
+        overrides=dict(TINY_NETS),
+        eval_samples=32,
+        threads=1,
+    )
+    return TrainArgs(**{**base, **kw})
+
+
 TINY_ARGS = [
     *("train", "--model", "lmvae", "--tasks", "digits:classes=0-4,digits:classes=5-9"),
     *("--epochs", "1", "--device", "cpu"),

@@ -9,16 +9,14 @@ import pytest
 import torch
 
 from lifelong import runs
-from lifelong.train import TrainArgs, train
+from lifelong.train import train
+from tests.conftest import tiny_args
 
 
 def _tiny_run(out, model: str, **overrides):
     """One epoch on two digit tasks with tiny networks, into `out`."""
-    tiny = {"latent_dim": 3, "hidden": 16, "channels": 4}
-    tasks = ["digits:classes=0-1", "digits:classes=2-3"]
-    args = TrainArgs(model=model, tasks=tasks, out=out, epochs=1, device="cpu", eval_samples=32)
-    args.overrides = {**tiny, **overrides}
-    train(args, callbacks=[])
+    nets = {"latent_dim": 3, "hidden": 16, "channels": 4}
+    train(tiny_args(out, model=model, overrides={**nets, **overrides}), callbacks=[])
     return out
 
 

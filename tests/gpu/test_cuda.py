@@ -19,7 +19,9 @@ from lifelong import runs
 from lifelong.models import REGISTRY
 from lifelong.train import TrainArgs, train
 from lifelong.train import checkpoint as ckpt_mod
-from tests.conftest import StopAt
+from tests.conftest import TINY_NETS as TINY
+from tests.conftest import TINY_TASKS as TASKS
+from tests.conftest import StopAt, tiny_args
 
 pytestmark = [
     pytest.mark.gpu,
@@ -27,24 +29,10 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {"latent_dim": 2, "hidden": 16, "channels": 4}
-TASKS = ["digits:classes=0-1", "digits:classes=2-3"]
 
 
 def _args(out, **kw) -> TrainArgs:
-    base = dict(
-        model="lmvae",
-        tasks=TASKS,
-        out=out,
-        epochs=2,
-        batch_size=64,
-        device="cuda",
-        overrides=dict(TINY),
-        eval_samples=32,
-        map_points=0,
-    )
-    base.update(kw)
-    return TrainArgs(**base)
+    return tiny_args(out, **{"epochs": 2, "device": "cuda", "threads": None, "map_points": 0, **kw})
 
 
 @pytest.mark.parametrize("family", sorted(REGISTRY))

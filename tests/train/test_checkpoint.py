@@ -10,29 +10,15 @@ import torch
 
 from lifelong import archive, runs
 from lifelong.__main__ import main
-from lifelong.train import TrainArgs, TrainingError, train
+from lifelong.train import TrainingError, train
 from lifelong.train import checkpoint as ckpt_mod
-from tests.conftest import StopAt
-
-TINY = {"latent_dim": 2, "hidden": 16, "channels": 4}
-TASKS = ["digits:classes=0-1", "digits:classes=2-3"]
+from tests.conftest import TINY_NETS as TINY
+from tests.conftest import TINY_TASKS as TASKS
+from tests.conftest import StopAt, tiny_args
 
 
 def _args(out, **kw):
-    base = dict(
-        model="lmvae",
-        tasks=TASKS,
-        out=out,
-        epochs=3,
-        batch_size=64,
-        device="cpu",
-        overrides=dict(TINY),
-        eval_samples=32,
-        map_points=0,
-        threads=1,
-    )
-    base.update(kw)
-    return TrainArgs(**base)
+    return tiny_args(out, **{"epochs": 3, "map_points": 0, **kw})
 
 
 @pytest.fixture(scope="module")

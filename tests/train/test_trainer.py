@@ -8,26 +8,16 @@ import pytest
 import torch
 
 from lifelong import runs
-from lifelong.train import Callback, TrainArgs, TrainingError, read_log, train
+from lifelong.train import Callback, TrainingError, read_log, train
+from tests.conftest import tiny_args
 
 TINY = {"latent_dim": 4, "hidden": 32, "channels": 8}
 SPLIT = ["digits:classes=0-4", "digits:classes=5-9"]
 
 
 def _args(out, tasks=SPLIT, **kw):
-    base = dict(
-        model="lmvae",
-        tasks=tasks,
-        out=out,
-        epochs=1,
-        batch_size=64,
-        device="cpu",
-        overrides=dict(TINY),
-        eval_samples=64,
-        threads=2,
-    )
-    base.update(kw)
-    return TrainArgs(**base)
+    base = {"tasks": tasks, "overrides": dict(TINY), "eval_samples": 64, "threads": 2}
+    return tiny_args(out, **{**base, **kw})
 
 
 @pytest.fixture(scope="module")
