@@ -17,6 +17,9 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (the e2e test's flags)
+
 SHOTS = [  # (url path, run label, file, extra action)
     ("dHSIC heatmap", "pretrained/mvae-beta10-digits-glyphs-shapes", "dhsic"),
     ("Shared / private", "pretrained/cpvae-grassy", "sharedprivate"),
@@ -58,17 +61,7 @@ for _ in range(300):
         time.sleep(0.2)
 try:
     with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for path, run, name in SHOTS:
             if only and name not in only:
                 continue
