@@ -165,7 +165,9 @@ def _eval(args) -> int:
         seed=args.seed,
         recompute=args.recompute,
         log=None if args.json else runeval.stderr_log,
-        require_classifier="frechet" in (args.metrics or "").lower().split(","),
+        require_classifier=bool(
+            set(runeval.NEEDS_CLASSIFIER) & set((args.metrics or "").lower().split(","))
+        ),
     )
     if args.write:
         runeval.store(run, result)

@@ -13,6 +13,8 @@ seeded inside `torch.random.fork_rng`, so the same weights always give the same 
     ari_per_task(model, tests)              k-means ARI of codes vs labels per task
     disentanglement(model, data)            MIG and DCI against ground-truth factors (shapes)
     transfer_matrix(model, tests)           paper 000 eq. 27, s(theta_k, j) per expert and task
+    TaskProbe(trains, classifier)           which task an image looks like (classifier features)
+    task_shares(model, tests, probe)        share of the samples made for task j that look like j
 
 The run-level side (which metric names exist, computing them per snapshot, storing them in
 manifest["eval"]) is in `lifelong.runeval`.
@@ -117,6 +119,44 @@ def frechet_seen_and_per_task(model, tests, classifier, seen: int, n: int = 500,
     fake = np.concatenate([f for _, f in pairs[:seen]])
     per = [metrics.finite(metrics.frechet_from_features(r, f)) for r, f in pairs]
     return metrics.finite(metrics.frechet_from_features(real, fake)), per
+
+
+class TaskProbe:
+    """Which task of a sequence an image looks like: a logistic regression over the feature
+    classifier's features, fit on up to n real training images of every task (label = task
+    index). It judges generated images, e.g. whether LGM's samples at task j's z_d code are
+    task j's (paper 001 Fig. 5b); `accuracy(tests)` on real test images says how far it can
+    be trusted (tasks drawn from one distribution cannot be told apart)."""
+
+    def __init__(self, trains: list, classifier, n: int = 1000, seed: int = 0):
+        from sklearn.linear_model import LogisticRegression
+
+        if len(trains) < 2:
+            raise Unsupported("a task probe needs at least two tasks")
+        self.classifier = classifier
+        feats = [classifier.features(d.x[:n]).numpy() for d in trains]
+        y = np.concatenate([np.full(len(f), j) for j, f in enumerate(feats)])
+        self.fit = LogisticRegression(max_iter=2000, random_state=seed)
+        self.fit.fit(np.concatenate(feats), y)
+
+    def predict(self, x: torch.Tensor) -> np.ndarray:
+        """[N, C, H, W] images in [0, 1] -> task index [N]."""
+        return self.fit.predict(self.classifier.features(x).numpy())
+
+    def accuracy(self, tests: list, n: int = 256) -> float:
+        hits = [(self.predict(d.x[:n]) == j) for j, d in enumerate(tests)]
+        return float(np.concatenate(hits).mean())
+
+
+def task_shares(model, tests: list, probe: TaskProbe, n: int = 256, seed: int = 0) -> list:
+    """[T]: the share of n samples generated for task j (`model.sample(n, task=j)`: LGM's
+    samples at the code task j was encoded to, a mixture's expert for j, a task-blind prior
+    for the others) that `probe` calls task j. A task-blind model's row is the share of each
+    task in its samples: what it still generates."""
+    out = []
+    for j in range(len(tests)):
+        out.append(float((probe.predict(task_samples(model, j, n, seed)) == j).mean()))
+    return out
 
 
 # -- codes ----------------------------------------------------------------------------------

@@ -32,10 +32,15 @@ METRICS = {
     "dci": "DCI disentanglement / completeness / informativeness (last snapshot, shapes tasks)",
     "transfer": "paper 000 eq. 27 s(theta_k, j) = MSE through expert k on task j, per snapshot",
     "forward": "forward transfer of mse and elbo relative to the untrained model (GEM)",
+    "task_shares": "share of the samples generated for task j (LGM: z_d fixed to its code, "
+    "Fig. 5b; mixtures: its expert; task-blind priors: the same samples for every j) that a "
+    "task probe (logistic regression, classifier features of real images) calls task j "
+    "[after task k][task j]; the probe's accuracy on real test images",
     "populations": "CPVAE (paper 004, last snapshot): eqs. 7-8 population accuracy with k "
     "importance samples (Table 2) and k-means ARI of shared / private codes (Table 1)",
 }
-MATRIX = ("iwelbo", "ssim", "frechet", "ari", "transfer")
+MATRIX = ("iwelbo", "ssim", "frechet", "ari", "transfer", "task_shares")
+NEEDS_CLASSIFIER = ("frechet", "task_shares")
 
 
 def parse_metrics(text: str | None) -> list[str]:
@@ -69,12 +74,13 @@ def _key(run, name: str, params: dict, classifier=None) -> dict:
         "dci": ("seed",),
         "forward": (),
         "populations": ("k", "samples", "seed"),
+        "task_shares": ("samples", "seed"),
     }[name]
     key = {
         "params": {p: params[p] for p in used},
         "snapshots": [s.get("sha256") for s in run.manifest["snapshots"]],
     }
-    if name == "frechet":
+    if name in ("frechet", "task_shares"):
         key["classifier"] = None if classifier is None else classifier.meta["sha256"]
     return key
 
@@ -100,7 +106,7 @@ def evaluate_run(
     log = log or (lambda msg: None)
     params = {"k": k, "samples": samples, "seed": seed}
     out = {"values": {}, "stored": [], "skipped": {}, "entries": {}}
-    if "frechet" in names and classifier is None:
+    if set(names) & set(NEEDS_CLASSIFIER) and classifier is None:
         from lifelong.classifier import ClassifierError, load_classifier
 
         try:
@@ -108,8 +114,8 @@ def evaluate_run(
         except ClassifierError as exc:
             if require_classifier:
                 raise
-            names = [n for n in names if n != "frechet"]
-            out["skipped"]["frechet"] = str(exc)
+            out["skipped"] |= {n: str(exc) for n in names if n in NEEDS_CLASSIFIER}
+            names = [n for n in names if n not in NEEDS_CLASSIFIER]
     saved = run.manifest.get("eval", {}).get("metrics", {})
     todo = []
     for name in names:
@@ -129,6 +135,17 @@ def evaluate_run(
     values, skipped = {}, {}
     todo_names = [n for n, _ in todo]
     matrix = [n for n in todo_names if n in MATRIX]
+    probe = None
+    if "task_shares" in matrix:
+        from lifelong.evaluation import TaskProbe
+
+        try:
+            trains = [load_task(t, "train", data_seed) for t in run.tasks]
+            probe = TaskProbe(trains, classifier, seed=seed)
+            values["task_shares"] = {"per_task": [], "probe_accuracy": probe.accuracy(tests)}
+        except Unsupported as exc:
+            skipped["task_shares"] = str(exc)
+            matrix.remove("task_shares")
     for after in run.snapshots:
         if not matrix:
             break
@@ -136,7 +153,7 @@ def evaluate_run(
         model = run.load_model(after)
         for name in list(matrix):
             try:
-                row = _matrix_row(name, model, tests, after, params, classifier)
+                row = _matrix_row(name, model, tests, after, params, classifier, probe)
             except (Unsupported, NotImplementedError) as exc:
                 skipped[name] = _reason(model, exc)
                 matrix.remove(name)
@@ -191,11 +208,13 @@ def _append(values: dict, name: str, row) -> None:
         v = values.setdefault(name, {"seen": [], "per_task": []})
         v["seen"].append(seen)
         v["per_task"].append(per)
+    elif name == "task_shares":
+        values[name]["per_task"].append(row)
     else:
         values.setdefault(name, []).append(row)
 
 
-def _matrix_row(name, model, tests, after, params, classifier):
+def _matrix_row(name, model, tests, after, params, classifier, probe=None):
     from lifelong import evaluation as ev
 
     n, seed = params["samples"], params["seed"]
@@ -207,6 +226,8 @@ def _matrix_row(name, model, tests, after, params, classifier):
         return ev.frechet_seen_and_per_task(model, tests, classifier, after + 1, n, seed)
     if name == "ari":
         return ev.ari_per_task(model, tests, n, seed)
+    if name == "task_shares":
+        return ev.task_shares(model, tests, probe, n, seed)
     return ev.transfer_matrix(model, tests, n)
 
 
@@ -320,6 +341,9 @@ def format_eval(run, result: dict) -> list[str]:
             lines.append(f"over seen tasks: {seen}")
         elif name == "transfer":
             lines += _table(head + f" (after task {after[-1]})", v[-1], "expert", t)
+        elif name == "task_shares":
+            lines += _table(head, v["per_task"], "after", t, after)
+            lines.append(f"probe accuracy on real test images: {v['probe_accuracy']:.1%}")
         elif name in ("mig", "dci"):
             lines.append(f"\n{head}")
             for j, res in v.items():

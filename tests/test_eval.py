@@ -34,7 +34,7 @@ def _eval_json(capsys, *argv) -> dict:
 
 
 def test_eval_writes_the_manifest_and_a_second_eval_reads_it_back(run_copy, capsys, monkeypatch):
-    names = "iwelbo,ssim,frechet,ari,transfer,forward,mig"
+    names = "iwelbo,ssim,frechet,ari,transfer,forward,mig,task_shares"
     opts = ["--metrics", names, "--k", "4", "--samples", "64"]
     first = _eval_json(capsys, run_copy, *opts, "--write")
     stored = json.loads((run_copy / "manifest.json").read_text())["eval"]
@@ -47,6 +47,8 @@ def test_eval_writes_the_manifest_and_a_second_eval_reads_it_back(run_copy, caps
     fr = first["eval"]["frechet"]
     assert len(fr["seen"]) == 2 and len(fr["per_task"][1]) == 2 and fr["seen"][0] > 0
     assert np.array(first["eval"]["transfer"]).shape == (2, 2, 2)  # snapshots, experts, tasks
+    shares = first["eval"]["task_shares"]
+    assert np.array(shares["per_task"]).shape == (2, 2) and shares["probe_accuracy"] > 0.9
     fwd = first["eval"]["forward"]
     assert len(fwd["initial"]["mse"]) == 2 and fwd["forward_transfer_mse"] is not None
     # the untrained model reconstructs far worse than the trained one on task 0
@@ -58,10 +60,16 @@ def test_eval_writes_the_manifest_and_a_second_eval_reads_it_back(run_copy, caps
     def boom(*a, **k):
         raise AssertionError("recomputed")
 
-    for fn in ("iwelbo_per_task", "ssim_per_task", "frechet_seen_and_per_task", "ari_per_task"):
+    for fn in (
+        "iwelbo_per_task",
+        "ssim_per_task",
+        "frechet_seen_and_per_task",
+        "ari_per_task",
+        "task_shares",
+    ):
         monkeypatch.setattr(evaluation, fn, boom)
     second = _eval_json(capsys, run_copy, *opts)
-    for name in ("iwelbo", "ssim", "frechet", "ari", "transfer", "forward"):
+    for name in ("iwelbo", "ssim", "frechet", "ari", "transfer", "forward", "task_shares"):
         assert second["eval"][name] == first["eval"][name]
     # other parameters make a different key: the stored value is not reused
     with pytest.raises(AssertionError, match="recomputed"):
@@ -83,6 +91,7 @@ def test_eval_errors_and_skips_are_one_line(run_copy, capsys, monkeypatch, tmp_p
     assert len(err) == 1 and "pretrain --only classifier" in err[0]
     out = _eval_json(capsys, run_copy, "--metrics", "all", "--k", "1", "--samples", "16")
     assert "not found" in out["eval_skipped"]["frechet"]  # within "all": skipped with a note
+    assert "not found" in out["eval_skipped"]["task_shares"]
     assert "dci" in out["eval_skipped"] and "iwelbo" in out["eval"]
     assert "no shared and private codes (cpvae)" in out["eval_skipped"]["populations"]
     # a run still training is not written into (its trainer would drop the values)
@@ -167,6 +176,24 @@ def test_frechet_of_model_ranks_real_over_blurred_over_noise(tiny_run):
     # the tiny L-MVAE run (one epoch): a finite distance from its own samples
     model = open_run(tiny_run).load_model()
     assert 0 < evaluation.frechet_of_model(model, tests, clf, n=64) < float("inf")
+
+
+def test_task_shares_tell_which_task_the_samples_look_like():
+    """The task probe: real images of each task are put back in their task; a model whose
+    samples for task 1 are task 0's images (it forgot task 1, or its code generates the wrong
+    task) gets share ~0 there; one task alone cannot be probed."""
+    clf = fc.load_classifier()
+    specs = ("digits:classes=0-4", "digits:classes=5-9")
+    trains = [load_task(s, "train") for s in specs]
+    tests = [load_task(s, "test") for s in specs]
+    probe = evaluation.TaskProbe(trains, clf)
+    assert probe.accuracy(tests) > 0.9
+    pools = [d.x[:200] for d in tests]
+    assert min(evaluation.task_shares(Replay(pools), tests, probe, n=200)) > 0.85
+    forgot = evaluation.task_shares(Replay([pools[0], pools[0]]), tests, probe, n=200)
+    assert forgot[0] > 0.85 and forgot[1] < 0.15
+    with pytest.raises(evaluation.Unsupported, match="two tasks"):
+        evaluation.TaskProbe(trains[:1], clf)
 
 
 class Moments:
