@@ -52,14 +52,25 @@ class LGMConfig:
     tau_start: float = 1.0  # Gumbel-softmax temperature at the start of each task (App. 9.7)
     tau_min: float = 0.5  # ... annealed exponentially to this at the end of the task
     replay_grid: int = 16  # replayed samples recorded per task for inspection (0: none)
+    # Beyond the paper, off by default (0). With eq. 10 alone nothing moves a new task onto its
+    # new z_d category, so fixing z_d does not regenerate one task (README, "LGM: tying z_d to
+    # the task"). task_anchor weighs a cross-entropy tying task t's real images to category t
+    # and each replayed image to the category that generated it (the task boundary growth
+    # already uses); zd_info weighs the authors' code's discrete mutual-information bonus
+    # (their run scripts: 0.3), InfoGAN's L_I for z_d: a decoding at category d must be
+    # recognised as d by Q(z_d|x). The shipped LGM run uses 1, 3 and info_lambda = 1.
+    task_anchor: float = 0.0
+    zd_info: float = 0.0
 
     def validate(self) -> None:
         if min(self.latent_dim, self.channels, self.hidden, self.n_tasks, self.discrete_dim) < 1:
             raise ValueError("latent_dim, channels, hidden, n_tasks and discrete_dim must be >= 1")
         if self.grow_init not in ("transfer", "reinit"):
             raise ValueError(f"grow_init must be 'transfer' or 'reinit', not {self.grow_init!r}")
-        if self.info_lambda < 0 or self.replay_grid < 0:
-            raise ValueError("info_lambda and replay_grid must be >= 0")
+        if min(self.info_lambda, self.replay_grid, self.task_anchor, self.zd_info) < 0:
+            raise ValueError("info_lambda, replay_grid, task_anchor and zd_info must be >= 0")
+        if self.task_anchor and not self.grow_discrete and self.discrete_dim < self.n_tasks:
+            raise ValueError("task_anchor needs a z_d category per task (grow_discrete=true)")
         if not 0 < self.tau_min <= self.tau_start:
             raise ValueError(
                 f"need 0 < tau_min <= tau_start (got {self.tau_min}, {self.tau_start})"
@@ -147,15 +158,12 @@ def consistency_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -
     posterior equals the teacher's; with growth it is not a true divergence and can be
     slightly negative.
 
-    With a one-category teacher (the second task, J_t = 1) the teacher's log-probability is 0
-    and the padding adds 0, so the term is sum_k q_k log q_k = -H(q): it rewards spreading the
-    replayed images over the codes and does not tie them to the teacher's code at all. The
-    student may then move the first task to the new code (its recorded `task_code` goes
-    stale) or keep both tasks on one code; measured on digits 0-4 / 5-9 (test_lgm's slow
-    test, seeds 0-2) which happens is seed luck. Padding the teacher's *probabilities* with 0
-    (App. 9.8 read literally, log(0 + 1e-9) as in an earlier version of the authors' code)
-    does tie the replay to code 0, but within ~5 steps the shared discrete head then puts
-    the new task's images there too (0 of 3 seeds separated)."""
+    With a one-category teacher (J_t = 1) the term is sum_k q_k log q_k = -H(q): it spreads
+    the replayed images over the codes without tying them to the teacher's, so which code each
+    task ends on is seed luck; padding the teacher's *probabilities* with 0 (App. 9.8 read
+    literally) ties the replay to code 0, but the shared head then puts the new task there too
+    within ~5 steps. Hence the opt-in `task_anchor` (config; README, "LGM: tying z_d to the
+    task")."""
     log_q = torch.log_softmax(student_logits, dim=-1)
     log_p = torch.log_softmax(teacher_logits, dim=-1)
     log_p = F.pad(log_p, (0, student_logits.shape[-1] - teacher_logits.shape[-1]), value=0.0)
@@ -317,8 +325,20 @@ class LGM(ReplayRecord, GenerativeModel):
         if cfg.info_restrict:
             info = self.info_term(rec_logits)
         total = per_sample + cons + cfg.info_lambda * info
+        terms = {}
+        if cfg.task_anchor:  # beyond the paper (config): real -> category `task`, replay -> its own
+            target = torch.full((len(x),), task, dtype=torch.long, device=x.device)
+            if n_replay:
+                codes = torch.arange(n_replay, device=x.device)  # replay()'s categories, in turn
+                target[n_real:] = codes % self.teacher.discrete_dim
+            terms["anchor"] = F.cross_entropy(logits, target, reduction="none")
+            total = total + cfg.task_anchor * terms["anchor"]
+        total = total.mean()
+        if cfg.zd_info:
+            terms["zd_info"] = self.zd_info_term(n_real, x.device)
+            total = total + cfg.zd_info * terms["zd_info"]
         return {
-            "total": total.mean(),
+            "total": total,
             "rec": -rec.mean(),
             "kl_c": kl_c.mean(),
             "kl_d": kl_d.mean(),
@@ -326,19 +346,27 @@ class LGM(ReplayRecord, GenerativeModel):
             "info": info.mean(),
             "tau": torch.tensor(tau),
             "pi": torch.tensor(n_real / len(x)),
+            **{k: v.mean() for k, v in terms.items()},
         }
+
+    def zd_info_term(self, n: int, device) -> torch.Tensor:
+        """The authors' code's discrete information bonus (not in the paper; see the config): n
+        decodings x_hat of z_d = d ~ Cat(1/J), z_c ~ N(0, I), and -log Q(z_d = d | x_hat), the
+        InfoGAN lower bound on I(z_d; x_hat) up to H(z_d), as a loss [] (nats). Gradients reach
+        the decoder (d must stay readable in what it generates) and the discrete head."""
+        d = torch.randint(self.discrete_dim, (n,), device=device)
+        zc = torch.randn(n, self.config.latent_dim, device=device)
+        net = self.student
+        x_hat = torch.sigmoid(net.decode_logits(self._one_hot(d), zc))
+        return F.cross_entropy(net.disc_head(net.enc_body(x_hat)), d)
 
     def info_term(self, rec_logits: torch.Tensor) -> torch.Tensor:
         """L_I of eq. 9 per sample [N]: E_{z_c ~ Q(z_c|x_hat)} log Q(z_c|x_hat) = -H(Q(z_c|x_hat)),
-        closed form for a diagonal Gaussian, on x_hat ~ P_theta(x|z_d, z_c), the student's
-        decodings (Bernoulli means, so gradients reach the decoder) of the codes drawn for the
-        augmented batch: eq. 10 writes L_I(z_c, x_hat_<i, x_i), i.e. on replayed and real data
-        alike. Eq. 9's line before the bound, E log P(z_c|x = x_hat), is -H(z_c|x_hat), so the
-        expectation is read under the posterior of x_hat. (The InfoGAN-style alternative, log Q
-        at the z_c that generated x_hat, was tried and collapsed every task onto z_d = 0 on
-        digits 0-4 / 5-9.) Eq. 10 subtracts lambda * L_I from the objective, so the loss adds it:
-        the student is pushed to leave z_c uncertain given its own generations, i.e. to carry the
-        distribution-level information in z_d (Sec. 4.4)."""
+        closed form for a diagonal Gaussian, on x_hat = the student's decodings (Bernoulli means,
+        so gradients reach the decoder) of the augmented batch's codes: eq. 10 writes L_I(z_c,
+        x_hat_<i, x_i). (Log Q at the generating z_c, InfoGAN-style, was tried: every task
+        collapsed onto z_d = 0.) The loss adds lambda * L_I: z_c should stay uncertain given
+        the student's generations, leaving the distribution-level information to z_d (Sec. 4.4)."""
         net = self.student  # z_c's head only: the discrete head plays no part in L_I
         _, logvar = net.enc_head(net.enc_body(torch.sigmoid(rec_logits)))
         return -losses.gaussian_entropy(logvar)
