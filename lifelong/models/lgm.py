@@ -58,7 +58,7 @@ class LGMConfig:
     # and each replayed image to the category that generated it (the task boundary growth
     # already uses); zd_info weighs the authors' code's discrete mutual-information bonus
     # (their run scripts: 0.3), InfoGAN's L_I for z_d: a decoding at category d must be
-    # recognised as d by Q(z_d|x). The shipped LGM run uses 1, 3 and info_lambda = 1.
+    # recognised as d by Q(z_d|x). The shipped LGM run uses 2, 3 and info_lambda = 1.
     task_anchor: float = 0.0
     zd_info: float = 0.0
 
@@ -283,9 +283,13 @@ class LGM(ReplayRecord, GenerativeModel):
         """n teacher generations (Bernoulli means) [n, C, H, W], floor(n/J_t) or one more per
         teacher category: z_d fixed per category, z_c ~ N(0, I) (Sec. 4.3)."""
         teacher = self.teacher
-        zd = self._one_hot(torch.arange(n) % teacher.discrete_dim, teacher.discrete_dim)
+        zd = self._one_hot(self.replay_codes(n), teacher.discrete_dim)
         zc = torch.randn(n, self.config.latent_dim, generator=generator).to(self.device)
         return torch.sigmoid(teacher.decode_logits(zd, zc))
+
+    def replay_codes(self, n: int) -> torch.Tensor:
+        """The teacher's z_d category of each image of `replay(n)`: 0, 1, ..., J_t - 1 in turn."""
+        return torch.arange(n, device=self.device) % self.teacher.discrete_dim
 
     # -- training ------------------------------------------------------------------------
     def temperature(self) -> float:
@@ -329,8 +333,7 @@ class LGM(ReplayRecord, GenerativeModel):
         if cfg.task_anchor:  # beyond the paper (config): real -> category `task`, replay -> its own
             target = torch.full((len(x),), task, dtype=torch.long, device=x.device)
             if n_replay:
-                codes = torch.arange(n_replay, device=x.device)  # replay()'s categories, in turn
-                target[n_real:] = codes % self.teacher.discrete_dim
+                target[n_real:] = self.replay_codes(n_replay)
             terms["anchor"] = F.cross_entropy(logits, target, reduction="none")
             total = total + cfg.task_anchor * terms["anchor"]
         total = total.mean()
