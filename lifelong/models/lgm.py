@@ -63,6 +63,12 @@ class LGMConfig:
     # shipped run does not use them.
     task_anchor: float = 0.0
     zd_info: float = 0.0
+    # Beyond the paper, off by default: Q (the encoder and both heads) reading the decodings in
+    # L_I and zd_info is held fixed, so those bounds train what produced the decodings (the
+    # decoder; for L_I also the codes) and Q learns to read images from the ELBO and anchor
+    # alone. Trained through the bounds, Q games them: its z_c variance on decodings goes to
+    # the clamp (L_I) and its z_d head reads the decoder's marks, not the task (zd_info).
+    detach_q: bool = False
 
     def validate(self) -> None:
         if min(self.latent_dim, self.channels, self.hidden, self.n_tasks, self.discrete_dim) < 1:
@@ -363,7 +369,19 @@ class LGM(ReplayRecord, GenerativeModel):
         zc = torch.randn(n, self.config.latent_dim, device=device)
         net = self.student
         x_hat = torch.sigmoid(net.decode_logits(self._one_hot(d), zc))
-        return F.cross_entropy(net.disc_head(net.enc_body(x_hat)), d)
+        return F.cross_entropy(self._q(("enc_body", "disc_head"), x_hat), d)
+
+    def _q(self, parts: tuple[str, ...], x: torch.Tensor) -> torch.Tensor:
+        """The student's encoder parts applied in turn; with detach_q their parameters get no
+        gradient (only what produced x does)."""
+        for name in parts:
+            mod = getattr(self.student, name)
+            if self.config.detach_q:
+                params = {k: v.detach() for k, v in mod.named_parameters()}
+                x = torch.func.functional_call(mod, params, (x,))
+            else:
+                x = mod(x)
+        return x
 
     def info_term(self, rec_logits: torch.Tensor) -> torch.Tensor:
         """L_I of eq. 9 per sample [N]: E_{z_c ~ Q(z_c|x_hat)} log Q(z_c|x_hat) = -H(Q(z_c|x_hat)),
@@ -375,8 +393,8 @@ class LGM(ReplayRecord, GenerativeModel):
         Minimising a lower bound can be gamed: with info_lambda = 1 the encoder learns to tell
         decodings from real images and puts its log-variance on them at GaussianHead's clamp
         (L_I = -54.2 nats for d = 10); at the paper's 0.01 it stays within -15..+4 (README)."""
-        net = self.student  # z_c's head only: the discrete head plays no part in L_I
-        _, logvar = net.enc_head(net.enc_body(torch.sigmoid(rec_logits)))
+        # z_c's head only: the discrete head plays no part in L_I
+        _, logvar = self._q(("enc_body", "enc_head"), torch.sigmoid(rec_logits))
         return -losses.gaussian_entropy(logvar)
 
     def before_task(self, task: int, data) -> list[dict]:
