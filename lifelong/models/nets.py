@@ -131,3 +131,66 @@ class ComponentEncoder(nn.Module):
         mu, logvar = self.head(h)
         a = F.softplus(self.dir_head(h)).squeeze(-1) + self.a_min
         return mu, logvar, a.clamp(max=1e3)
+
+
+class LGMNet(nn.Module):  # LGM (paper 001); cfg: an LGMConfig
+    """One VAE of the student-teacher pair with J = `discrete_dim` categories.
+
+    x [N, C, H, W] -> (logits [N, J], mu [N, d], logvar [N, d]); (z_d [N, J], z_c [N, d]) ->
+    Bernoulli logits [N, C, H, W]. The decoder reads [z_c, z_d] so that growing z_d appends a
+    column to its first layer."""
+
+    def __init__(self, cfg, discrete_dim: int):
+        super().__init__()
+        c, size, _ = cfg.image_shape
+        features = cfg.channels * feature_grid(size) ** 2
+        self.discrete_dim = discrete_dim
+        self.enc_body = ConvBody(c, size, cfg.channels)
+        self.enc_head = GaussianHead(features, cfg.latent_dim, cfg.hidden)  # Q(z_c|x)
+        self.disc_head = nn.Sequential(  # Q(z_d|x) as logits
+            nn.Linear(features, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, discrete_dim)
+        )
+        self.dec_head = DecoderHead(cfg.latent_dim + discrete_dim, features, cfg.hidden)
+        self.dec_body = DeconvBody(c, size, cfg.channels)
+
+    def posterior(self, x: torch.Tensor):
+        h = self.enc_body(x)
+        mu, logvar = self.enc_head(h)
+        return self.disc_head(h), mu, logvar
+
+    def decode_logits(self, zd: torch.Tensor, zc: torch.Tensor) -> torch.Tensor:
+        return self.dec_body(self.dec_head(torch.cat([zc, zd], dim=1)))
+
+
+def grow(net: LGMNet, cfg, new_dim: int, init: str = "reinit") -> LGMNet:
+    """A copy of `net` with `new_dim` >= J discrete categories (App. 9.8).
+
+    Every weight is copied except the two layers around z_d: the last discrete-head layer
+    [J, hidden] and the decoder's first layer [hidden, d + J]. init="reinit" (the paper's, App.
+    9.8: the weights "immediately surrounding the projection into and out of the latent
+    distribution ... are reinitialized to their standard Glorot initializations") draws both
+    afresh (xavier-uniform, zero bias), so no category starts favoured as a decoder input.
+    init="transfer" (not the paper's) copies their old rows/columns too and zero-pads the rest:
+    for any old code the grown decoder's output is bit-identical to the old one, but the new
+    code starts as the old decoder minus a bias, a worse input than the old code."""
+    old_dim = net.discrete_dim
+    new = LGMNet(cfg, new_dim).to(next(net.parameters()).device)
+    head_out, dec_in = "disc_head.2", "dec_head.net.0"
+    state = net.state_dict()
+    with torch.no_grad():
+        new.load_state_dict(
+            {k: v for k, v in state.items() if not k.startswith((head_out, dec_in))}, strict=False
+        )
+        out_layer, in_layer = new.disc_head[2], new.dec_head.net[0]
+        if init == "reinit":
+            for layer in (out_layer, in_layer):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        else:
+            out_layer.weight[:old_dim] = state[f"{head_out}.weight"]
+            out_layer.bias[:old_dim] = state[f"{head_out}.bias"]
+            width = cfg.latent_dim + old_dim
+            in_layer.weight.zero_()
+            in_layer.weight[:, :width] = state[f"{dec_in}.weight"]
+            in_layer.bias.copy_(state[f"{dec_in}.bias"])
+    return new
