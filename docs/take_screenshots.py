@@ -3,8 +3,8 @@ server in headless Chromium: `python docs/take_screenshots.py [GENERATION_RUN] [
 
 The browser test (`LIFELONG_SCREENSHOTS=1 LIFELONG_E2E_RUN_ROOTS=pretrained pytest tests/e2e`)
 takes every page on the first shipped run (L-MVAE); the dHSIC heatmap, Shared / private and
-Generation grid are retaken here on the MVAE, CPVAE (Table 1's `cpvae-grassy`) and InfoGAN
-runs. Needs /usr/bin/chromium and the playwright package (never `playwright install`).
+Generation grid are retaken here on the MVAE, CPVAE (Table 1's `cpvae-grassy`), InfoGAN and
+LGM runs. Needs /usr/bin/chromium and the playwright package (never `playwright install`).
 """
 
 import socket
@@ -28,6 +28,7 @@ SHOTS = [  # (url path, run label, file, extra action)
         sys.argv[1] if len(sys.argv) > 1 else "pretrained/infogan-digits-split",
         "generation",
     ),
+    ("Generation grid", "pretrained/lgm-digits-glyphs-shapes", "generation-lgm"),
     ("Train", "pretrained/lmvae-digits-glyphs-shapes", "train"),
 ]
 only = sys.argv[2:]
