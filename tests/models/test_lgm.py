@@ -297,6 +297,7 @@ PAPER_ONLY = pytest.mark.xfail(
 )
 
 
+SHIPPED = {"task_anchor": 2.0, "zd_info": 3.0, "info_lambda": 1.0, "detach_q": True}  # zoo's
 SMALL = dict(hidden=64, channels=16)  # the fixed-z_d claim's networks (TINY's are too small)
 
 
@@ -305,11 +306,7 @@ SMALL = dict(hidden=64, channels=16)  # the fixed-z_d claim's networks (TINY's a
     "variant, seeds",
     [
         pytest.param({}, [0], marks=PAPER_ONLY, id="paper"),
-        pytest.param(
-            {"task_anchor": 2.0, "zd_info": 3.0, "info_lambda": 1.0, "detach_q": True},
-            [0, 1, 2],
-            id="anchored",
-        ),
+        pytest.param(SHIPPED, [0, 1, 2], id="anchored"),
     ],
 )
 def test_fixed_zd_generates_one_earlier_task(variant, seeds):
@@ -356,7 +353,8 @@ def test_fixed_zd_generates_one_earlier_task(variant, seeds):
 def test_claim_fig12a_replay_beats_the_fine_tuned_vae():
     """Fig. 12a on digits 0-3 | 4-6 | 7-9 (400 steps a task, small networks): after the last
     task the Fréchet distance (feature classifier) of LGM's samples over every seen task is
-    lower than the fine-tuned VAE's, at each of seeds 0-2 (measured 9.68 / 8.53 / 9.52 against
+    lower than the fine-tuned VAE's, at each of seeds 0-2, with the paper's objective and with
+    the shipped run's settings (measured 9.68 / 8.53 / 9.52 and 6.84 / 6.54 / 8.58 against
     14.22 / 9.17 / 10.03).
 
     The other half of Fig. 12a does not hold here: the ablation without the two regularisers
@@ -373,10 +371,11 @@ def test_claim_fig12a_replay_beats_the_fine_tuned_vae():
     classifier = load_classifier()
     for seed in range(3):
         fd = {}
-        for name in ("lgm", "vae"):
+        for name in ("lgm", "shipped", "vae"):
             torch.manual_seed(seed)
-            if name == "lgm":
-                model = build("lgm", LGMConfig(n_tasks=3, lr=3e-3, replay_grid=0, **TINY))
+            if name != "vae":
+                extra = SHIPPED if name == "shipped" else {}
+                model = build("lgm", LGMConfig(n_tasks=3, lr=3e-3, replay_grid=0, **TINY, **extra))
             else:
                 model = build("vae", VAEConfig(n_tasks=3, lr=3e-3, **TINY))
             for t in range(3):
@@ -385,4 +384,4 @@ def test_claim_fig12a_replay_beats_the_fine_tuned_vae():
                 model.after_task(t, train[t])
             model.eval()
             fd[name], _ = ev.frechet_seen_and_per_task(model, test, classifier, 3, 500, seed)
-        assert fd["lgm"] < fd["vae"], (seed, fd)
+        assert fd["lgm"] < fd["vae"] and fd["shipped"] < fd["vae"], (seed, fd)
