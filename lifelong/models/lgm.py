@@ -59,9 +59,8 @@ class LGMConfig:
     # and each replayed image to the category that generated it (the task boundary growth
     # already uses); zd_info weighs the authors' code's discrete mutual-information bonus
     # (their run scripts: 0.3), InfoGAN's L_I for z_d: a decoding at category d must be
-    # recognised as d by Q(z_d|x). Measured across seeds they tie codes to tasks but not
-    # reliably the generations, and with info_lambda = 1 L_I's bound is gamed (README), so the
-    # shipped run does not use them.
+    # recognised as d by Q(z_d|x). They tie codes to tasks; the generations follow reliably
+    # only with detach_q (below). The shipped LGM run uses 2, 3, info_lambda = 1 and detach_q.
     task_anchor: float = 0.0
     zd_info: float = 0.0
     # Beyond the paper, off by default: Q (the encoder and both heads) reading the decodings in
@@ -302,7 +301,7 @@ class LGM(ReplayRecord, GenerativeModel):
         """The authors' code's discrete information bonus (not in the paper; see the config): n
         decodings x_hat of z_d = d ~ Cat(1/J), z_c ~ N(0, I), and -log Q(z_d = d | x_hat), the
         InfoGAN lower bound on I(z_d; x_hat) up to H(z_d), as a loss [] (nats). Gradients reach
-        the decoder (d must stay readable in what it generates) and the discrete head."""
+        the decoder (d must stay readable in what it generates) and, unless detach_q, Q."""
         d = torch.randint(self.discrete_dim, (n,), device=device)
         zc = torch.randn(n, self.config.latent_dim, device=device)
         net = self.student
@@ -330,7 +329,8 @@ class LGM(ReplayRecord, GenerativeModel):
         the student's generations, leaving the distribution-level information to z_d (Sec. 4.4).
         Minimising a lower bound can be gamed: with info_lambda = 1 the encoder learns to tell
         decodings from real images and puts its log-variance on them at GaussianHead's clamp
-        (L_I = -54.2 nats for d = 10); at the paper's 0.01 it stays within -15..+4 (README)."""
+        (L_I = -54.2 nats for d = 10); at the paper's 0.01 it stays within -15..+4 (README).
+        detach_q holds Q fixed here, so only what produced x_hat is trained by the term."""
         # z_c's head only: the discrete head plays no part in L_I
         _, logvar = self._q(("enc_body", "enc_head"), torch.sigmoid(rec_logits))
         return -losses.gaussian_entropy(logvar)
