@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+
+import torch
 
 from lifelong.models.base import GenerativeModel, LatentBlock, config_from_dict, config_to_dict
 from lifelong.models.cpvae import CPVAE, CPVAEConfig
@@ -62,6 +66,33 @@ def build(key: str, config, arch: dict | None = None) -> GenerativeModel:
     return cls(config, arch)
 
 
+# The most tensor elements a model may hold: its float32 weights, Adam's two moments and a
+# gradient must fit in half of this machine's memory (a model of 1e9 parameters needs 16 GB).
+def max_elements() -> int:
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 16 * 2**30
+    return memory // 2 // (4 * 4)
+
+
+def state_shapes(key: str, config, arch: dict | None = None) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor of the model `build(key, config, arch)` would make, found
+    by building it on the meta device (no memory is spent): a config from a manifest or a
+    --set is checked with this before anything is allocated. ValueError (one line) if the
+    model would not fit this machine's memory (max_elements)."""
+    with torch.device("meta"):
+        model = build(key, config, arch)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    n = sum(math.prod(s) for s in shapes.values())
+    if n > max_elements():
+        raise ValueError(
+            f"{key} with these options would hold {n:,} numbers ({4 * n / 2**30:.1f} GB in"
+            f" float32); at most {max_elements():,} fit this machine: use smaller sizes"
+        )
+    return shapes
+
+
 __all__ = [
     "REGISTRY",
     "DESCRIPTIONS",
@@ -70,6 +101,8 @@ __all__ = [
     "build",
     "family",
     "options",
+    "state_shapes",
+    "max_elements",
     "config_from_dict",
     "config_to_dict",
 ]

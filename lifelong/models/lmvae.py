@@ -112,9 +112,9 @@ class LMVAE(GenerativeModel):
         self.register_buffer("assigned", torch.zeros(k, dtype=torch.bool))
         # Experts that receive gradients in the current task.
         self.register_buffer("trainable", torch.ones(k, dtype=torch.bool))
-        self.register_buffer(
-            "alpha", losses.dirichlet_parameters(self.assigned, config.dirichlet_e)
-        )
+        # eq. 6 with no expert assigned yet: a_i = 1 / K (written out, not computed from
+        # `assigned`, so the model also builds on the meta device: models.state_numel)
+        self.register_buffer("alpha", torch.full((k,), 1.0 / max(k, 1)))
         self.register_buffer("task_expert", torch.full((config.n_tasks,), -1, dtype=torch.long))
         self.register_buffer("shared_fixed", torch.tensor(False))
         self._sync_requires_grad()
@@ -141,6 +141,8 @@ class LMVAE(GenerativeModel):
         """Frozen experts get requires_grad=False, so they receive no gradient, and the trainer
         builds its optimizer from trainable_parameters() only, so Adam moments and weight decay
         never touch them either."""
+        if self.trainable.is_meta:  # built only to size its tensors (models.state_numel)
+            return
         for k, expert in enumerate(self.experts_):
             _freeze(expert, not bool(self.trainable[k]))
         for body in (self.enc_body, self.dec_body):
