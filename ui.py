@@ -17,7 +17,7 @@ import streamlit as st
 import torch
 
 from lifelong import data as ldata
-from lifelong import runs
+from lifelong import evaldata, runs
 from lifelong.explore import images, traversal
 from lifelong.train import jobs
 
@@ -92,8 +92,55 @@ def test_data(spec: str, seed: int) -> ldata.TaskData:
     return ldata.load_task(spec, "test", seed)
 
 
-def test_sets(run: runs.Run) -> list[ldata.TaskData]:
-    return [test_data(t, run.manifest.get("seed", 0)) for t in run.tasks]
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _stored_sample(path: str, mtime: float, task: int) -> evaldata.StoredTask:
+    return evaldata.stored(open_run(path), task)
+
+
+def reads_datasets(run: runs.Run) -> bool:
+    """Whether this server reads the dataset files a run names: only for runs this machine
+    made, found under a run root (pretrained/, runs/), not uploaded (archive's `.uploaded`
+    marker) and not opened by path; and then only inside the data roots (data_allowed).
+    Every other run shows its stored evaluation images (lifelong.evaldata)."""
+    if (run.path / ".uploaded").exists() or str(run.path) in st.session_state.get("extra_runs", []):
+        return False
+    here = run.path.resolve().parent
+    return any(here == Path(root).resolve() for root in run_roots().values())
+
+
+def data_allowed(run: runs.Run):
+    """allow(spec) -> bool for evaldata.test_sets: a file dataset is read only for a run
+    this machine made (reads_datasets) and only inside the configured data roots."""
+    if not reads_datasets(run):
+        return lambda spec: False
+
+    def allow(spec: str) -> bool:
+        try:
+            ldata.check_roots([spec])
+        except ldata.DataError:
+            return False
+        return True
+
+    return allow
+
+
+def test_sets(run: runs.Run, note: bool = True) -> list[ldata.TaskData]:
+    """Every task's test data (lifelong.evaldata.test_sets): the dataset where this server
+    may read it, else the run's stored sample, said in one caption line when `note`. A run
+    with neither gets an error box and st.stop()."""
+    try:
+        sets, notes = evaldata.test_sets(
+            run,
+            data_allowed(run),
+            load=test_data,
+            read=lambda r, j: _stored_sample(str(r.path), _mtime(r.path), j),
+        )
+    except (runs.RunError, ldata.DataError) as exc:
+        st.error(str(exc))
+        st.stop()
+    if note and notes:
+        st.caption("Test images: " + "; ".join(notes) + ".")
+    return sets
 
 
 def available_runs() -> dict[str, Path]:

@@ -101,7 +101,8 @@ def evaluate_run(
     manifest entry}}; nothing is written (see `store`). Without the feature classifier the
     Frechet distance is skipped with the loader's message, or that ClassifierError is raised
     when `require_classifier` (the user named the metric)."""
-    from lifelong.data import load_task
+    from lifelong import evaldata
+    from lifelong.data import DataError, load_task
 
     log = log or (lambda msg: None)
     params = {"k": k, "samples": samples, "seed": seed}
@@ -131,7 +132,10 @@ def evaluate_run(
         out["skipped"] |= {n: "the run has no finished snapshot yet" for n, _ in todo}
         return out
     data_seed = run.manifest.get("seed", 0)
-    tests = [load_task(t, "test", data_seed) for t in run.tasks]
+    # the datasets where they are on this machine, else the run's stored evaluation images
+    tests, notes = evaldata.test_sets(run)
+    for line in notes:
+        log(f"test data of {line}")
     values, skipped = {}, {}
     todo_names = [n for n, _ in todo]
     matrix = [n for n in todo_names if n in MATRIX]
@@ -145,6 +149,9 @@ def evaluate_run(
             values["task_shares"] = {"per_task": [], "probe_accuracy": probe.accuracy(tests)}
         except Unsupported as exc:
             skipped["task_shares"] = str(exc)
+            matrix.remove("task_shares")
+        except DataError as exc:  # the probe learns from training images: not stored
+            skipped["task_shares"] = f"needs the training data, not on this machine ({exc})"
             matrix.remove("task_shares")
     for after in run.snapshots:
         if not matrix:
@@ -295,15 +302,44 @@ def store(run, result: dict) -> None:
 
     from lifelong.runs import write_manifest
 
-    if not result["entries"]:
+    missing = [j for j in range(len(run.tasks)) if str(j) not in run.manifest.get("evaldata", {})]
+    if not result["entries"] and not missing:
         return
     path = run.path / "manifest.json"
     manifest = json.loads(path.read_text())
     run.manifest = manifest
     check_writable(run)
-    block = manifest.setdefault("eval", {"format": FORMAT, "metrics": {}})
-    block.setdefault("metrics", {}).update(result["entries"])
+    if result["entries"]:
+        block = manifest.setdefault("eval", {"format": FORMAT, "metrics": {}})
+        block.setdefault("metrics", {}).update(result["entries"])
+    added = add_evaldata(run, manifest)
+    if added:
+        result.setdefault("evaldata_added", added)
     write_manifest(run.path, manifest)
+
+
+def add_evaldata(run, manifest: dict) -> list[int]:
+    """Store the evaluation images of every task the run lacks them for (runs made before
+    runs carried them, lifelong.evaldata), from the datasets on this machine; tasks whose
+    dataset is absent are left out (RunError would name them when a page needs them)."""
+    from lifelong import evaldata
+    from lifelong.data import DataError, load_task
+
+    tests = []
+    for j, spec in enumerate(run.tasks):
+        if str(j) in manifest.get("evaldata", {}):
+            tests.append(None)
+            continue
+        try:
+            tests.append(load_task(spec, "test", manifest.get("seed", 0)))
+        except DataError:
+            tests.append(None)
+    added = []
+    for j, data in enumerate(tests):
+        if data is not None:
+            evaldata.write(run.path, manifest, j, data)
+            added.append(j)
+    return added
 
 
 # -- printing -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from lifelong import models
+from lifelong import models, runcheck
 
 FORMAT = "lifelong-run/1"
 
@@ -187,15 +187,36 @@ class Run:
         _, cfg_cls = models.family(self.family)
         try:
             return models.config_from_dict(cfg_cls, self.manifest["config"])
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, KeyError) as exc:
             raise RunError(f"{self.name}: config does not fit {self.family}: {exc}") from None
 
-    def _read(self, entry: dict) -> dict[str, torch.Tensor]:
-        path = self.path / entry["file"]
+    def log(self) -> list[dict]:
+        """The records of log.jsonl (objects only; a line cut by a crash is skipped), read
+        only if it is a plain file inside the run (capped); [] if there is none."""
         try:
-            data = path.read_bytes()
-        except OSError:
-            raise RunError(f"{self.name}: snapshot file {entry['file']} is missing") from None
+            path = runcheck.inside(self.path, "log.jsonl", "log.jsonl")
+            text = runcheck.read_capped(path, "log.jsonl", runcheck.MAX_LOG_BYTES)
+        except runcheck.ManifestError:
+            return []
+        records = []
+        for line in text.decode("utf-8", "replace").splitlines():
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+    def read_entry(self, entry: dict) -> dict[str, torch.Tensor]:
+        """The tensors of a file the manifest lists (a snapshot, a stored extra, evaluation
+        data), confined to the run folder, size-capped and checksum-checked."""
+        what = str(entry["file"])
+        try:
+            path = runcheck.inside(self.path, what, f"file {what}")
+            data = runcheck.read_capped(path, f"file {what}")
+        except runcheck.ManifestError as exc:
+            raise RunError(f"{self.name}: {exc}") from None
         if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
             raise RunError(
                 f"{self.name}: {entry['file']} is corrupt (checksum mismatch, {len(data)} bytes)"
@@ -211,7 +232,7 @@ class Run:
         """The precomputed `kind` data stored beside snapshot `after_task` (checksum-checked),
         or None if the run has none (older runs, runs still training)."""
         entry = self.manifest.get("extras", {}).get(kind, {}).get(str(after_task))
-        return None if entry is None else self._read(entry)
+        return None if entry is None else self.read_entry(entry)
 
     def state(self, after_task: int) -> dict[str, torch.Tensor]:
         """Merged state dict at snapshot `after_task` (files 0..k, later ones override)."""
@@ -222,7 +243,7 @@ class Run:
             state: dict[str, torch.Tensor] = {}
             for entry in sorted(entries, key=lambda s: s["after_task"]):
                 previous = dict(state)
-                state.update(self._read(entry))
+                state.update(self.read_entry(entry))
                 for name, source in entry.get("aliases", {}).items():
                     if source not in previous:
                         raise RunError(
@@ -240,13 +261,17 @@ class Run:
             if not self.snapshots:
                 raise RunError(f"{self.name}: has no finished snapshot yet")
             after_task = self.snapshots[-1]
-        entry = next(s for s in self.manifest["snapshots"] if s["after_task"] == after_task)
+        entry = next((s for s in self.manifest["snapshots"] if s["after_task"] == after_task), None)
+        if entry is None:
+            raise RunError(f"{self.name}: no snapshot after task {after_task}")
         state = self.state(after_task)
+        config = self.config()
+        # Shapes first, from a build on the meta device: a manifest naming a huge network
+        # (hidden=150000) is refused before a byte of it is allocated.
         try:
-            model = models.build(self.family, self.config(), entry.get("arch"))
-        except ValueError as exc:
-            raise RunError(f"{self.name}: cannot build {self.family}: {exc}") from None
-        expected = model.state_dict()
+            expected = models.state_shapes(self.family, config, entry.get("arch"))
+        except (ValueError, TypeError, RuntimeError, KeyError, IndexError) as exc:
+            raise RunError(f"{self.name}: cannot build {self.family}: {_first_line(exc)}") from None
         missing = sorted(set(expected) - set(state))
         extra = sorted(set(state) - set(expected))
         if missing or extra:
@@ -254,47 +279,64 @@ class Run:
             raise RunError(
                 f"{self.name}: snapshot after task {after_task} does not match its config: {what}"
             )
-        for name, value in expected.items():
-            if tuple(state[name].shape) != tuple(value.shape):
+        for name, shape in expected.items():
+            if tuple(state[name].shape) != shape:
                 raise RunError(
                     f"{self.name}: tensor {name} has shape {tuple(state[name].shape)},"
-                    f" config implies {tuple(value.shape)}"
+                    f" config implies {shape}"
                 )
+        model = models.build(self.family, config, entry.get("arch"))
+        expected = model.state_dict()
         model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
         model._sync_requires_grad() if hasattr(model, "_sync_requires_grad") else None
         return model.to(device).eval()
 
 
 def open_run(path: str | Path) -> Run:
-    """Open a run folder and check its manifest and files; RunError names what is wrong."""
+    """Open a run folder and check its manifest and files (runcheck: types, confinement,
+    sizes); RunError names what is wrong in one line."""
     path = Path(path)
     name = path.name
     if not path.is_dir():
         raise RunError(f"{name}: not a run folder ({path} does not exist)")
+    if not (path / "manifest.json").exists() and not (path / "manifest.json").is_symlink():
+        raise RunError(f"{name}: no manifest.json (not a run folder)")
     try:
-        manifest = json.loads((path / "manifest.json").read_text())
-    except FileNotFoundError:
-        raise RunError(f"{name}: no manifest.json (not a run folder)") from None
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{name}: manifest.json is unreadable ({exc})") from None
+        mpath = runcheck.inside(path, "manifest.json", "manifest.json")
+        raw = runcheck.read_capped(mpath, "manifest.json", runcheck.MAX_MANIFEST_BYTES)
+        manifest = json.loads(raw)
+    except runcheck.ManifestError as exc:
+        raise RunError(f"{name}: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise RunError(f"{name}: manifest.json is unreadable ({_first_line(exc)})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise RunError(f"{name}: unsupported format {found!r} (expected {FORMAT})")
-    for key in ("family", "config", "tasks", "snapshots"):
-        if key not in manifest:
-            raise RunError(f"{name}: manifest.json lacks {key!r}")
-    if manifest["family"] not in models.REGISTRY:
-        raise RunError(f"{name}: unknown model family {manifest['family']!r}")
-    for entry in manifest["snapshots"]:
-        f = path / str(entry.get("file", ""))
-        if not f.is_file():
-            raise RunError(f"{name}: snapshot file {entry.get('file')} is missing")
-        if f.stat().st_size != entry.get("bytes", f.stat().st_size):
-            raise RunError(
-                f"{name}: {entry['file']} is truncated or altered"
-                f" ({f.stat().st_size} of {entry['bytes']} bytes)"
-            )
+        raise RunError(f"{name}: unsupported format {str(found)[:40]!r} (expected {FORMAT})")
+    try:
+        runcheck.check_manifest(manifest, models.REGISTRY)
+        entries = [("snapshot file", e) for e in manifest["snapshots"]]
+        entries += [
+            ("stored file", e)
+            for kind in manifest.get("extras", {}).values()
+            for e in kind.values()
+        ]
+        entries += [("evaluation data", e) for e in manifest.get("evaldata", {}).values()]
+        for what, entry in entries:
+            f = runcheck.inside(path, entry["file"], f"{what} {entry['file']}")
+            size = f.stat().st_size
+            if size != entry.get("bytes", size):
+                raise RunError(
+                    f"{name}: {entry['file']} is truncated or altered"
+                    f" ({size} of {entry['bytes']} bytes)"
+                )
+    except runcheck.ManifestError as exc:
+        raise RunError(f"{name}: {exc}") from None
     return Run(path, manifest)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
 
 
 def find_runs(*roots: str | Path) -> list[Path]:

@@ -44,7 +44,9 @@ def show(col, the_run, the_model, key):
         if not the_model.experts():
             st.info(f"{the_run.name} has no experts.")
             return None
-        x = dependence.images(ui.test_sets(the_run), task if the_run is run else None, int(n))
+        x = dependence.images(
+            ui.test_sets(the_run, note=the_run is not run), task if the_run is run else None, int(n)
+        )
         h = dependence.heatmap(the_model, x.to(the_model.device), scale, normalise)
         labels = [f"expert {k}" for k in h["experts"]]
         fig = ui.heatmap(h["matrix"], labels, labels)

@@ -32,9 +32,14 @@ if space == "routed" and method == "PCA":
         points = run.extra("map", snap)  # stored when the snapshot was written: no fitting
     except runs.RunError as exc:
         st.warning(f"{exc}; recomputing.")
+    if points is not None:  # indexes into the test data this page has (a stored sample?)
+        points = latentmap.restrict(points, tests)
 if points is None:
+    sizes = ",".join(str(len(t)) for t in tests)  # the datasets or the stored samples
     job = ui.background(
-        f"{run.path}|{snap}|{space}|{method}", latentmap.compute, run.path, snap, space, method
+        f"{run.path}|{snap}|{space}|{method}|{sizes}",
+        latentmap.compute,
+        *(run.path, snap, space, method, tests),
     )
     if not job.done():
         ui.wait_for(job, f"{method} of {len(tests)} tasks' codes ({space})")

@@ -117,22 +117,53 @@ def default_map(model, tests: list, n_points: int = MAP_POINTS) -> dict[str, tor
     return {**points, "xy": torch.from_numpy(xy), "expert": torch.from_numpy(expert)}
 
 
-def compute(run_path, after_task: int, space: str, method: str, n_points: int = MAP_POINTS):
-    """A map computed from scratch for a run's snapshot: the default sample, its codes in
-    `space`, projected by `method`. Loads its own model and data (it runs in a worker thread,
-    apart from the page's objects). Returns the same fields a stored map has."""
-    from lifelong import data as ldata
+def compute(run_path, after_task: int, space: str, method: str, tests: list, n_points=MAP_POINTS):
+    """A map computed from scratch for a run's snapshot: the default sample of `tests` (the
+    page's test data: the datasets or the run's stored evaluation images), its codes in
+    `space`, projected by `method`. Loads its own model (it runs in a worker thread, apart
+    from the page's objects). Returns the same fields a stored map has."""
     from lifelong.runs import open_run
 
     torch.set_num_threads(1)
     run = open_run(run_path)
     model = run.load_model(after_task)
-    seed = run.manifest.get("seed", 0)
-    tests = [ldata.load_task(t, "test", seed) for t in run.tasks]
     points = sample(tests, n_points)
     codes, expert = encode(model, images_of(tests, points), space)
-    xy = project(codes, method, seed)
+    xy = project(codes, method, run.manifest.get("seed", 0))
     return {**points, "xy": torch.from_numpy(xy), "expert": torch.from_numpy(expert)}
+
+
+def restrict(points: dict, tests: list) -> dict | None:
+    """A stored map's points that `tests` hold, their indexes made positions in `tests`.
+
+    A stored map indexes each task's full test split. Where a task's data is the run's
+    stored sample (evaldata.StoredTask: `index` = positions in the full split), only the
+    points among its images are kept; points of a foreign run that fall outside the data
+    are dropped, so a click never indexes past it. None if the stored map is malformed or
+    no point is left (the page then computes one)."""
+    keys = ("task", "index", "label", "xy", "expert")
+    if not all(k in points for k in keys):
+        return None
+    n = len(points["task"])
+    if any(len(points[k]) != n for k in keys) or points["xy"].shape[1:] != (2,):
+        return None
+    task, index = points["task"].long(), points["index"].long().clone()
+    keep = torch.zeros(n, dtype=torch.bool)
+    for j, data in enumerate(tests):
+        sel = task == j
+        full = getattr(data, "index", None)  # a stored sample's positions, sorted
+        if full is None:
+            keep |= sel & (index >= 0) & (index < len(data))
+            continue
+        pos = torch.searchsorted(full, index).clamp(max=len(full) - 1)
+        found = sel & (full[pos] == index)
+        keep |= found
+        index = torch.where(found, pos, index)
+    if not bool(keep.any()):
+        return None
+    out = {k: points[k][keep] for k in keys}
+    out["index"] = index[keep]
+    return out
 
 
 def table(points: dict, tests: list) -> list[dict]:

@@ -9,8 +9,6 @@ components, paper 002 Figs. 15-16) come from log.jsonl.
 
 from __future__ import annotations
 
-from lifelong.train.trainer import read_log
-
 BOOKKEEPING = {"kind", "time", "task", "epoch", "step", "seconds", "n_tasks", "total_steps"}
 
 
@@ -58,7 +56,7 @@ def routing(run, after_task: int) -> list[list[float]] | None:
 def epoch_series(run) -> dict:
     """{"x": [global epoch index], "task": [task per point], "boundaries": [x where a task
     starts], "series": name -> [value]} from the run's per-epoch log records."""
-    records = [r for r in read_log(run.path / "log.jsonl") if r.get("kind") == "epoch"]
+    records = [r for r in run.log() if r.get("kind") == "epoch"]
     names: list[str] = []
     for r in records:
         names += [k for k, v in r.items() if k not in BOOKKEEPING and k not in names and _num(v)]

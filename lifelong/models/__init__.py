@@ -76,11 +76,31 @@ def max_elements() -> int:
     return memory // 2 // (4 * 4)
 
 
+MAX_COUNT = 1024  # experts, components, tasks, classes, discrete codes
+COUNTS = ("n_tasks", "n_experts", "n_components", "n_classes", "discrete_dim", "latent_dim")
+
+
+def _check_counts(config, arch: dict) -> None:
+    """Counts that set how many modules a model has (not only how big they are) bounded
+    before the meta build, whose cost grows with the number of modules."""
+    values = {k: getattr(config, k) for k in COUNTS if hasattr(config, k)}
+    values |= {f"arch {k}": v for k, v in arch.items()}
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
+            raise ValueError(f"{name}={str(value)[:20]} is out of range (0..{MAX_COUNT})")
+    shape = getattr(config, "image_shape", (1, 28, 28))
+    if len(shape) != 3 or not (1 <= shape[0] <= 4 and all(8 <= s <= 256 for s in shape[1:])):
+        raise ValueError(
+            f"image_shape {tuple(shape)} is not C x H x W with C <= 4, 8 <= H, W <= 256"
+        )
+
+
 def state_shapes(key: str, config, arch: dict | None = None) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every tensor of the model `build(key, config, arch)` would make, found
     by building it on the meta device (no memory is spent): a config from a manifest or a
     --set is checked with this before anything is allocated. ValueError (one line) if the
     model would not fit this machine's memory (max_elements)."""
+    _check_counts(config, arch or {})
     with torch.device("meta"):
         model = build(key, config, arch)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}

@@ -150,13 +150,45 @@ def config_to_dict(config) -> dict:
 
 
 def config_from_dict(config_cls: type, data: dict):
-    """Rebuild a config dataclass; unknown keys are an error (a foreign or newer run)."""
+    """Rebuild a config dataclass from JSON (a manifest: untrusted). Unknown keys are an
+    error (a foreign or newer run), and every value must have its field's type (the default's:
+    an int where an int is, a list of ints for a shape ...), so `latent_dim: "abc"` is refused
+    here in one line instead of failing deep inside a network."""
+    if not isinstance(data, dict):
+        raise ValueError("config is not an object")
     names = {f.name: f for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:
-        raise ValueError(f"unknown {config_cls.__name__} field(s): {', '.join(unknown)}")
+        raise ValueError(f"unknown {config_cls.__name__} field(s): {', '.join(unknown)[:200]}")
+    defaults = config_cls()
     kwargs = {}
     for key, value in data.items():
-        default = getattr(config_cls(), key)
-        kwargs[key] = tuple(value) if isinstance(default, tuple) else value
+        default = getattr(defaults, key)
+        kwargs[key] = _typed(key, value, default)
     return config_cls(**kwargs)
+
+
+def _typed(key: str, value, default):
+    """`value` as the type of `default`, or ValueError naming the field."""
+
+    def is_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = is_int(value)
+    elif isinstance(default, float):
+        ok = is_int(value) or isinstance(value, float)
+        value = float(value) if ok else value
+    elif isinstance(default, str):
+        ok = isinstance(value, str) and len(value) <= 200
+    elif isinstance(default, tuple):
+        ok = isinstance(value, list | tuple) and len(value) <= 8 and all(map(is_int, value))
+        value = tuple(value) if ok else value
+    else:  # None defaults: a JSON scalar
+        ok = value is None or is_int(value) or isinstance(value, float | str | bool)
+    if not ok:
+        shown = repr(value) if len(repr(value)) <= 40 else type(value).__name__
+        raise ValueError(f"{key}={shown} is not a {type(default).__name__}")
+    return value

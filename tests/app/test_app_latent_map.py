@@ -57,8 +57,10 @@ def test_colours_and_points(page):
 
 
 def test_another_space_is_computed_in_the_background(page, run_roots):
+    from lifelong import evaldata, runs
     from lifelong.explore import latentmap
 
+    tests, _ = evaldata.test_sets(runs.open_run(run_roots["good"]))
     page.selectbox(key="lm_space").set_value("expert 1").run()
     assert not page.exception
     deadline = time.time() + 60
@@ -66,7 +68,7 @@ def test_another_space_is_computed_in_the_background(page, run_roots):
         time.sleep(0.5)
         page.run()
         assert not page.exception
-    expected = latentmap.compute(run_roots["good"], 1, "expert 1", "PCA")
+    expected = latentmap.compute(run_roots["good"], 1, "expert 1", "PCA", tests)
     assert np.allclose(chart_xy(page), expected["xy"].numpy(), atol=1e-4)
-    stored = latentmap.compute(run_roots["good"], 1, "routed", "PCA")
+    stored = latentmap.compute(run_roots["good"], 1, "routed", "PCA", tests)
     assert not np.allclose(chart_xy(page), stored["xy"].numpy(), atol=1e-4)
