@@ -132,7 +132,7 @@ def test_sets(run: runs.Run, note: bool = True) -> list[ldata.TaskData]:
         sets, notes = evaldata.test_sets(
             run,
             data_allowed(run),
-            load=test_data,
+            load=lambda spec, split, seed: test_data(spec, seed),
             read=lambda r, j: _stored_sample(str(r.path), _mtime(r.path), j),
         )
     except (runs.RunError, ldata.DataError) as exc:
@@ -267,6 +267,8 @@ def sidebar() -> tuple[runs.Run | None, int | None]:
         linked = st.query_params.get("run")
         if linked in labels and "run_label" not in st.session_state:
             st.session_state["run_label"] = linked
+        elif linked and linked not in labels and "run_label" not in st.session_state:
+            st.warning(f"?run={linked[:80]}: no such run on this server; showing {labels[0]}.")
         label = st.selectbox(
             "Run",
             labels,
@@ -279,11 +281,17 @@ def sidebar() -> tuple[runs.Run | None, int | None]:
         other = st.text_input("Open another run folder", key="other_run", placeholder="path/to/run")
         if other and st.session_state.get("_added") != other:
             st.session_state["_added"] = other
-            if Path(other).is_dir():
-                st.session_state.setdefault("extra_runs", []).append(str(Path(other)))
+            path = Path(other).expanduser()
+            try:
+                open_run(path)  # a folder that is not a run is refused here, in one line
+            except runs.RunError as exc:
+                st.error(str(exc))
+            else:  # opened, not only listed: the picker moves to it on the rerun
+                extra = st.session_state.setdefault("extra_runs", [])
+                if str(path) not in extra:
+                    extra.append(str(path))
+                st.session_state["_pick"] = str(path)
                 st.rerun()
-            else:
-                st.error(f"{other}: no such folder")
         upload_run()
         try:
             run = open_run(options[label])

@@ -152,3 +152,121 @@ def test_digest_tells_shapes_and_dtypes_apart():
     assert runs.tensor_digest(zeros) == runs.tensor_digest(torch.zeros(64))
     assert runs.tensor_digest(zeros) != runs.tensor_digest(torch.zeros(8, 8))
     assert runs.tensor_digest(zeros) != runs.tensor_digest(torch.zeros(32, dtype=torch.float64))
+
+
+# -- untrusted run folders (issue 14): confinement, types, sizes ----------------------------
+
+
+def _copy(tiny_run, tmp_path, name="copy"):
+    import shutil
+
+    out = tmp_path / name
+    shutil.copytree(tiny_run, out)
+    return out
+
+
+def _edit(out, change):
+    import json
+
+    m = json.loads((out / "manifest.json").read_text())
+    change(m)
+    (out / "manifest.json").write_text(json.dumps(m))
+
+
+def test_a_snapshot_linked_outside_is_refused_without_a_word_about_its_target(tiny_run, tmp_path):
+    import os
+
+    import pytest
+
+    from lifelong.runs import RunError, open_run
+
+    out = _copy(tiny_run, tmp_path)
+    secret = tmp_path / "secret.safetensors"
+    secret.write_bytes(b"x" * 1234)
+    (out / "task-00.safetensors").unlink()
+    os.symlink(secret, out / "task-00.safetensors")
+    with pytest.raises(RunError) as err:
+        open_run(out)
+    assert "not a plain file inside the run folder" in str(err.value)
+    assert "1234" not in str(err.value) and "secret" not in str(err.value)
+
+
+def test_names_that_lead_out_are_refused(tiny_run, tmp_path):
+    import pytest
+
+    from lifelong.runs import RunError, open_run
+
+    for i, bad in enumerate(
+        ["../x.safetensors", "/etc/passwd", ".hidden.safetensors", "a/b.safetensors"]
+    ):
+        out = _copy(tiny_run, tmp_path, f"c{i}")
+        _edit(out, lambda m, bad=bad: m["evaldata"]["0"].update(file=bad))
+        with pytest.raises(RunError, match="not a plain file name"):
+            open_run(out)
+
+
+def test_a_linked_manifest_or_log_is_not_read(tiny_run, tmp_path):
+    import os
+
+    import pytest
+
+    from lifelong.runs import RunError, open_run
+
+    out = _copy(tiny_run, tmp_path)
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text((out / "manifest.json").read_text())
+    (out / "manifest.json").unlink()
+    os.symlink(outside, out / "manifest.json")
+    with pytest.raises(RunError, match="manifest.json is not a plain file"):
+        open_run(out)
+    out = _copy(tiny_run, tmp_path, "log")
+    log = tmp_path / "other.jsonl"
+    log.write_text('{"kind": "epoch", "task": 0, "loss": 1.0}\n')
+    (out / "log.jsonl").unlink()
+    os.symlink(log, out / "log.jsonl")
+    assert open_run(out).log() == []
+
+
+def test_malformed_fields_are_one_line(tiny_run, tmp_path):
+    import pytest
+
+    from lifelong.runs import RunError, open_run
+
+    cases = {
+        "metrics": lambda m: m.update(metrics={"mse": "high"}),
+        "events": lambda m: m.update(events=["frozen"]),
+        "tasks": lambda m: m.update(tasks="digits"),
+        "evaldata": lambda m: m["evaldata"].update({"7": m["evaldata"]["0"]}),
+        "seed": lambda m: m.update(seed="zero"),
+        "order": lambda m: m["snapshots"].reverse(),
+        "sha256": lambda m: m["snapshots"][0].update(sha256=None),
+    }
+    for name, change in cases.items():
+        out = _copy(tiny_run, tmp_path, name)
+        _edit(out, change)
+        with pytest.raises(RunError) as err:
+            open_run(out)
+        assert "\n" not in str(err.value), name
+
+
+def test_a_config_naming_a_huge_network_is_refused_before_it_is_built(tiny_run, tmp_path):
+    import resource
+
+    import pytest
+
+    from lifelong.runs import RunError, open_run
+
+    out = _copy(tiny_run, tmp_path)
+    _edit(out, lambda m: m["config"].update(hidden=150000))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(RunError, match="config implies"):
+        open_run(out).load_model()
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200
+    _edit(out, lambda m: m["config"].update(hidden=32, latent_dim="abc"))
+    with pytest.raises(RunError, match="latent_dim='abc' is not a whole number"):
+        open_run(out).load_model()
+    _edit(out, lambda m: m["config"].update(latent_dim=4))
+    _edit(out, lambda m: [s.update(arch={"n_experts": 10**9}) for s in m["snapshots"]])
+    with pytest.raises(RunError, match="out of range"):
+        open_run(out).load_model()

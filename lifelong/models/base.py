@@ -190,5 +190,9 @@ def _typed(key: str, value, default):
         ok = value is None or is_int(value) or isinstance(value, float | str | bool)
     if not ok:
         shown = repr(value) if len(repr(value)) <= 40 else type(value).__name__
-        raise ValueError(f"{key}={shown} is not a {type(default).__name__}")
+        kind = {bool: "true or false", int: "whole number", float: "number", str: "string"}
+        what = kind.get(
+            type(default), "list of whole numbers" if isinstance(default, tuple) else "value"
+        )
+        raise ValueError(f"{key}={shown} is not a {what}")
     return value
