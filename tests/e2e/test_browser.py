@@ -8,6 +8,7 @@ by os.pathsep, as for LIFELONG_RUN_ROOTS) shows real runs instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -56,6 +57,30 @@ def wait_healthy(proc: subprocess.Popen, url: str, log: Path, timeout: float = 6
     pytest.fail(f"streamlit did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
+@contextlib.contextmanager
+def serve(roots: str, log_dir: Path):
+    """`streamlit run app.py` on a free port over the run roots `roots`; yields its URL and
+    kills it afterwards."""
+    port = free_port()
+    env = {**os.environ, "LIFELONG_RUN_ROOTS": roots}
+    log = log_dir / "streamlit.log"
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    cmd += ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(proc, url, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture(scope="module")
 def server(tiny_run, tmp_path_factory):
     """(url, first run's name): `streamlit run app.py` on a free port; killed afterwards."""
@@ -69,24 +94,8 @@ def server(tiny_run, tmp_path_factory):
     found.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
     if not found:
         pytest.skip(f"no run under {roots}")
-    port = free_port()
-    env = {**os.environ, "LIFELONG_RUN_ROOTS": roots}
-    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-    cmd += ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(proc, url, log)
+    with serve(roots, tmp_path_factory.mktemp("streamlit")) as url:
         yield url, found[0].name
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
