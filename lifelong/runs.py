@@ -297,8 +297,12 @@ def open_run(path: str | Path) -> Run:
     sizes); RunError names what is wrong in one line."""
     path = Path(path)
     name = path.name
-    if not path.is_dir():
-        raise RunError(f"{name}: not a run folder ({path} does not exist)")
+    try:
+        is_dir = path.is_dir()
+    except (OSError, ValueError):  # a name the file system cannot hold (NUL, too long)
+        is_dir = False
+    if not is_dir:
+        raise RunError(f"{name[:80]}: not a run folder (no such folder)")
     if not (path / "manifest.json").exists() and not (path / "manifest.json").is_symlink():
         raise RunError(f"{name}: no manifest.json (not a run folder)")
     try:

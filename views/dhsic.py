@@ -30,7 +30,7 @@ scale = c3.select_slider("Bandwidth × median", [0.25, 0.5, 1.0, 2.0, 4.0], 1.0,
 normalise = c4.toggle(
     "Normalised", True, key="dh_norm", help="HSIC(i,j) / sqrt(HSIC(i,i) HSIC(j,j))"
 )
-others = {k: r for k, r in ui.openable_runs().items() if r.path != run.path}
+others = {k: r for k, r in ui.openable_runs().items() if r.path != run.path and r.snapshots}
 other = st.selectbox(
     "Beside it",
     ["none", *others],

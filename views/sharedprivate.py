@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
+from lifelong import runs
 from lifelong.explore import forgetting, sharedprivate
 from lifelong.zoo import ZOO
 
@@ -113,7 +114,12 @@ def vae_row(key: tuple, pops: tuple, per: int, seed: int, _model, _tests) -> lis
 
 if beside != "none":
     other = vaes[beside]
-    baseline = ui.load_model(other, other.snapshots[-1])
+    try:
+        baseline = ui.load_model(other, other.snapshots[-1])
+    except runs.RunError as exc:  # a damaged VAE run: the table goes on without its row
+        st.warning(str(exc))
+        baseline = None
+if beside != "none" and baseline is not None:
     key = (str(other.path), str(run.path), snap)  # the inputs are this run's test sets
     row = vae_row(key, tuple(sorted(s["within"])), per, seed, baseline, tests)
     s = {**s, "rows": [f"plain VAE ({other.name})", *s["rows"]], "ari": [row, *s["ari"]]}
