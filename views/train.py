@@ -42,11 +42,13 @@ tasks = st.text_input(
     "Task sequence",
     key="tr_tasks",
     help="Comma-separated; transforms after colons: invert, rotate=DEG, permute=SEED, "
-    "classes=0-4, size=32, rgb. E.g. digits:classes=0-4,digits:classes=5-9,digits:invert",
+    "classes=0-4, size=32, rgb. E.g. digits:classes=0-4,digits:classes=5-9,digits:invert. "
+    f"Datasets from files (path=DIR) are read only inside the data roots: "
+    f"{', '.join(str(r) for r in ldata.data_roots())} (more with LIFELONG_DATA_ROOTS).",
 )
 error = None
-try:
-    ldata.parse_tasks(tasks)
+try:  # names and options, and every dataset path inside the data roots (others: one line)
+    ldata.check_roots(tasks)
 except ldata.DataError as exc:
     error = str(exc)
     st.error(error)
@@ -71,9 +73,10 @@ seed = c[2].number_input("Seed", 0, 2**31 - 1, 0, key="tr_seed")
 devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 device = c[3].selectbox("Device", devices, key="tr_device")
 name = c[4].text_input("Run name", key="tr_name", placeholder=f"{family}-<date>-<time>")
-if st.button(
+start = st.button(
     "Start", type="primary", icon=":material/play_arrow:", disabled=bool(error), key="tr_start"
-):
+)
+if start and not error:  # checked in this same run, just above: nothing launches past it
     try:
         pairs = overrides + [p.strip() for p in more.split(",") if p.strip()]
         kw = dict(device=device, seed=int(seed), batch_size=int(batch), overrides=pairs)

@@ -88,6 +88,8 @@ OPTIONS = {
     "rgb": (False, "rgb"),
 }
 SIZE_RANGE = (8, 256)
+MAX_CLASS_INDEX = 9999  # no dataset has more classes (folder: 1,000); bounds classes=0-1e12
+MAX_SEED = 2**64 - 1  # permute=SEED: the largest torch.Generator.manual_seed takes
 
 
 def _valid_options(info: DatasetInfo) -> list[str]:
@@ -105,13 +107,13 @@ def _parse_classes(val: str, info: DatasetInfo, spec: str) -> tuple[int, ...]:
         for item in val.split("+"):
             a, dash, b = item.strip().partition("-")
             lo, hi = int(a), int(b) if dash else int(a)
-            if lo < 0 or hi < lo:
+            if lo < 0 or hi < lo or hi > MAX_CLASS_INDEX:
                 raise ValueError
             out.update(range(lo, hi + 1))
     except ValueError:
         raise DataError(
             f"bad classes '{val}' in '{spec}': use A-B (inclusive), A, or A+B+C with "
-            "class indexes >= 0, e.g. classes=0-4"
+            f"class indexes 0..{MAX_CLASS_INDEX}, e.g. classes=0-4"
         ) from None
     n = len(info.classes) if info.classes is not None else None
     if n is not None and max(out) >= n:
@@ -156,8 +158,8 @@ def _parse_value(key: str, val: str, info: DatasetInfo, spec: str):
         raise DataError(f"bad value for {key} in '{spec}': '{val}' is not {kind}") from None
     if key == "size" and not SIZE_RANGE[0] <= v <= SIZE_RANGE[1]:
         raise DataError(f"size={v} in '{spec}' out of range {SIZE_RANGE[0]}..{SIZE_RANGE[1]}")
-    if key == "permute" and v < 0:
-        raise DataError(f"permute={v} in '{spec}': the seed must be >= 0")
+    if key == "permute" and not 0 <= v <= MAX_SEED:
+        raise DataError(f"permute={v} in '{spec}': the seed must be >= 0 and at most {MAX_SEED}")
     return v
 
 
@@ -192,6 +194,8 @@ def parse_spec(spec: str) -> Spec:
     if not isinstance(spec, str) or not spec.strip():
         raise DataError("empty dataset spec; valid names: " + ", ".join(REGISTRY))
     text = spec.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):  # newlines, NUL, escapes: refused
+        raise DataError(f"control character in dataset spec {text!r}")
     if "," in text:
         raise DataError(f"'{text}' is a list of tasks; give one spec (parse_tasks splits lists)")
     name, *parts = [p.strip() for p in text.split(":")]
@@ -252,7 +256,8 @@ def parse_tasks(text: str) -> list[str]:
     out = []
     for i, item in enumerate(text.split(",")):
         if not item.strip():
-            raise DataError(f"empty task at position {i + 1} in '{text.strip()}'")
+            one_line = " ".join(text.split())
+            raise DataError(f"empty task at position {i + 1} in '{one_line}'")
         out.append(parse_spec(item).name)
     return out
 
@@ -276,10 +281,17 @@ def load_task(spec: str, split: str = "train", seed: int = 0) -> TaskData:
     test are fixed, disjoint splits. Transforms apply in the order given in the module doc."""
     if split not in SPLITS:
         raise DataError(f"unknown split '{split}'; valid splits: {', '.join(SPLITS)}")
+    given = seed  # it may come from a manifest: the generators need an integer >= 0
+    try:
+        seed = int(seed)
+    except (TypeError, ValueError, OverflowError):
+        seed = -1
+    if seed < 0:
+        raise DataError(f"bad seed {str(given)[:40]!r}: use an integer >= 0")
     s = parse_spec(spec)
     o = s.options
     own = {k: o[k] for k in s.info.own_options if k in o}
-    raw = s.info.load(split, int(seed), o.get("path"), **own)
+    raw = s.info.load(split, seed, o.get("path"), **own)
     x = torch.from_numpy(np.ascontiguousarray(raw.x))
     x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float().clone()
     if x.dim() == 3:
@@ -296,6 +308,8 @@ def load_task(spec: str, split: str = "train", seed: int = 0) -> TaskData:
         keep = torch.isin(y, torch.tensor(keep_ids, dtype=torch.int64))
         x, y = x[keep], y[keep]
         factors = None if factors is None else factors[keep]
+    if len(x) == 0:  # an empty file, or a class subset the data do not have: nothing to learn
+        raise DataError(f"'{s.name}' has no {split} images")
     if "rotate" in o:
         x = transforms.rotate(x, o["rotate"])
     if "size" in o:

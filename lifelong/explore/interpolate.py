@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lifelong.data import pixels
+
 MAX_UPLOAD_BYTES = 10 * 2**20
 MAX_PIXELS = 40_000_000  # PIL's decompression-bomb guard, made an error instead of a warning
 
@@ -116,6 +118,10 @@ def from_upload(data: bytes, shape: tuple[int, int, int]) -> tuple[torch.Tensor,
         raise InputError(f"not a readable image ({type(exc).__name__}: {exc})") from None
     steps = [f"read {img.format or 'image'} {img.width}x{img.height} {img.mode}"]
     img = ImageOps.exif_transpose(img)
+    if (deep := pixels.to_8bit(img)) is not img:  # I;16, I, F: scaled, not clipped to 8 bits
+        lab = img.mode == "LAB"
+        steps.append("LAB: its lightness channel" if lab else f"{img.mode} values scaled to 8 bits")
+        img = deep
     if img.mode in ("RGBA", "LA", "P", "PA"):
         img = img.convert("RGBA")
         flat = Image.new("RGBA", img.size, (255, 255, 255, 255))
@@ -124,7 +130,10 @@ def from_upload(data: bytes, shape: tuple[int, int, int]) -> tuple[torch.Tensor,
     mode = "L" if c == 1 else "RGB"
     if img.mode != mode:
         steps.append(f"converted to {'grey' if c == 1 else 'RGB'}")
-        img = img.convert(mode)
+        try:
+            img = img.convert(mode)
+        except ValueError as exc:  # a mode PIL has no conversion for
+            raise InputError(f"cannot convert a {img.mode} image: {exc}") from None
     side = min(img.size)
     if img.width != img.height:
         left, top = (img.width - side) // 2, (img.height - side) // 2

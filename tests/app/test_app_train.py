@@ -81,3 +81,23 @@ def test_bad_tasks_show_one_line_and_start_nothing(page, train_root):
     page.button(key="tr_start").click().run()
     assert any("unknown option 'latent' for vae" in e.value for e in page.error)
     assert jobs.list_jobs(train_root) == []
+
+
+def test_dataset_paths_outside_the_data_roots_are_refused(page, train_root, tmp_path, monkeypatch):
+    data = tmp_path / "data-root"
+    (data / "mnist").mkdir(parents=True)
+    (tmp_path / "private").mkdir()
+    (data / "link").symlink_to(tmp_path / "private")
+    monkeypatch.setenv("LIFELONG_DATA_ROOTS", str(data))
+    for path in (tmp_path / "private", data / "link", data / ".." / "private"):
+        fill(page, f"digits,mnist:path={path}", "outside")
+        (err,) = page.error  # one line, and nothing else goes wrong
+        assert not page.exception, page.exception
+        assert err.value.startswith(f"'mnist': path '{path}' is outside the data roots (")
+        assert str(data) in err.value and "LIFELONG_DATA_ROOTS" in err.value
+        assert "\n" not in err.value
+        assert page.button(key="tr_start").disabled  # a browser user cannot press it
+        assert jobs.list_jobs(train_root) == []
+    # inside a root, the spec is accepted as before (the files are the trainer's business)
+    page.text_input(key="tr_tasks").input(f"mnist:path={data / 'mnist'}").run()
+    assert not page.error and not page.button(key="tr_start").disabled

@@ -60,6 +60,18 @@ def test_parse_tasks_normalises():
         ("digits:classes=a", "bad classes"),
         ("digits:classes=", "bad classes"),
         ("mnist:path=", "empty path"),
+        # hostile values (issue 14): refused before anything is built (classes=0-1e11 once
+        # built a set of 10^11 ints and took the machine's memory)
+        ("digits:classes=0-99999999999", "class indexes 0..9999"),
+        ("folder:path=/x:classes=0-99999999999", "class indexes 0..9999"),
+        ("textured:classes=10000", "class indexes 0..9999"),
+        ("digits:permute=18446744073709551616", "at most 18446744073709551615"),
+        ("digits:size=99999999999999999999", "out of range"),
+        ("digits:rotate=1e400", "not a number"),
+        ("dig\nits", "control character in dataset spec 'dig\\nits'"),
+        ("digits:in\tvert", "control character"),
+        ("mnist:path=/tmp/a\x00b", "control character"),
+        ("digits,\n,glyphs", "empty task at position 2 in 'digits, ,glyphs'"),
     ],
 )
 def test_parse_tasks_rejects(text, needle):
@@ -186,3 +198,17 @@ def test_results_are_copies(plain):
     a.y.zero_()
     b = load_task("digits", "test")
     assert torch.equal(b.x, plain.x) and torch.equal(b.y, plain.y)
+
+
+def test_extreme_but_valid_values_load():
+    # a huge angle is a whole number of turns plus a remainder: finite, in [0, 1]
+    t = load_task("digits:rotate=1e308:classes=0", "test")
+    assert torch.isfinite(t.x).all() and 0 <= t.x.min() and t.x.max() <= 1
+    p = load_task("digits:permute=18446744073709551615:classes=0", "test")
+    assert p.x.shape[1:] == (1, 28, 28)
+
+
+@pytest.mark.parametrize("seed", [-1, "abc", None, float("nan"), float("inf")])
+def test_bad_seeds_are_one_line(seed):
+    with pytest.raises(DataError, match="bad seed .*: use an integer >= 0"):
+        load_task("glyphs:classes=0", "test", seed)

@@ -74,3 +74,28 @@ def test_bad_uploads_get_one_line_errors():
         interpolate.from_upload(b"GIF89a not really", (1, 28, 28))
     with pytest.raises(interpolate.InputError, match="limit is 10 MB"):
         interpolate.from_upload(b"0" * (11 * 2**20), (1, 28, 28))
+
+
+def _file(img: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_16_bit_and_float_uploads_are_scaled_by_their_range():
+    ramp = np.tile(np.linspace(0, 65535, 64).round().astype(np.uint16), (64, 1))  # mean 0.5
+    uploads = {
+        "I;16": _file(Image.fromarray(ramp), "PNG"),
+        "I;16B": _file(Image.fromarray(ramp.astype(">u2")), "TIFF"),
+        "F": _file(Image.fromarray(ramp.astype(np.float32) / 65535), "TIFF"),
+    }
+    for mode, data in uploads.items():
+        for c in (1, 3):
+            x, steps = interpolate.from_upload(data, (c, 28, 28))
+            assert x.mean().item() == pytest.approx(0.5, abs=0.01), (mode, c)  # was 0.998
+            assert f"{mode} values scaled to 8 bits" in steps
+            assert x[0, 0, 14, 0] < 0.05 and x[0, 0, 14, -1] > 0.95  # not inverted: dark left
+    # LAB (no PIL conversion to grey or RGB) loads through its lightness channel
+    lab = _file(Image.new("LAB", (8, 8), (60, 128, 128)), "TIFF")
+    x, _ = interpolate.from_upload(lab, (3, 28, 28))
+    assert x.mean().item() == pytest.approx(60 / 255, abs=0.01)
