@@ -231,7 +231,9 @@ def upload_run() -> None:
         return
     st.session_state["_uploaded"] = up.file_id
     try:
-        dest = archive.import_zip(up.getvalue(), upload_root(), fallback_name=Path(up.name).stem)
+        dest = archive.import_zip(
+            up.getvalue(), upload_root(), fallback_name=Path(up.name).stem, source=up.name
+        )
     except archive.ArchiveError as exc:
         st.error(f"{up.name}: {exc}")
         return

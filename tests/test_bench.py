@@ -22,3 +22,20 @@ def test_bench_train_prints_all_three_sides(capsys):
             assert float(cells[4]) > 0 and float(cells[5]) > 0  # same objective and its ratio
         else:
             assert cells[4] == cells[5] == "-"
+
+
+def test_bench_bombs_prints_every_refusal(capsys):
+    """bench_bombs --quick: every bomb gets its row from a fresh child, and the zip bombs are
+    refused with nothing written."""
+    path = BENCH.with_name("bench_bombs.py")
+    spec = importlib.util.spec_from_file_location("bench_bombs", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "child failed" not in out
+    rows = {ln.split(")")[0] + ")": ln for ln in out.splitlines() if ln.startswith("(")}
+    assert sorted(rows) == sorted(f"({k})" for k in bench.KINDS)
+    for kind in ("a", "b", "d2"):
+        cells = rows[f"({kind})"].split()
+        assert "ArchiveError:" in cells and cells[cells.index("ArchiveError:") - 4] == "0"
