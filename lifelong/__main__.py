@@ -12,21 +12,48 @@ import threading
 from pathlib import Path
 
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
+SEED_MAX = 2**32 - 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error format: one line, `error: ...`, exit status 2 (the
+    usage is one --help away)."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _int(low: int, high: int | None = None):
+    """An argparse type: a whole number in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            span = f">= {low}" if high is None else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"must be {span}, not {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lifelong", description=__doc__)
+    p = _Parser(prog="python -m lifelong", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train a family over a task sequence into a run folder")
     t.add_argument("--model", required=True)
     t.add_argument("--tasks", required=True, help="e.g. digits:classes=0-4,digits:classes=5-9")
     # epochs, batch size, seed and store dtype default to 3, 128, 0, float32 for a new run and
     # to the run's own on --resume (where a contradicting value is refused).
-    t.add_argument("--epochs", type=int, default=None, help="epochs per task (default 3)")
+    t.add_argument("--epochs", type=_int(1), default=None, help="epochs per task (default 3)")
     t.add_argument("--out", required=True)
     t.add_argument("--device", default="auto")
-    t.add_argument("--seed", type=int, default=None, help="default 0")
-    t.add_argument("--batch-size", type=int, default=None, help="default 128")
+    t.add_argument("--seed", type=_int(0, SEED_MAX), default=None, help="default 0")
+    t.add_argument("--batch-size", type=_int(1), default=None, help="default 128")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument(
         "--resume",
@@ -35,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=_int(0),
         default=1,
         metavar="N",
         help="write a resumable checkpoint every N epochs inside a task (0: only snapshots)",
@@ -46,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["none", "bf16"],
         help="bf16: train steps under torch.autocast(bfloat16) (CUDA; CPU works, slower)",
     )
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--threads", type=_int(1), default=None, help="torch CPU threads")
     t.add_argument("--store-dtype", default=None, choices=["float32", "float16"])
     e = sub.add_parser("eval", help="print a run's forgetting matrices and metrics")
     e.add_argument("run")
@@ -58,16 +85,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--write", action="store_true", help="store them in the run's manifest")
     e.add_argument("--recompute", action="store_true", help="ignore values stored in the run")
-    e.add_argument("--k", type=int, default=50, help="importance samples of the IWELBO")
-    e.add_argument("--samples", type=int, default=256, help="test images per task")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    e.add_argument("--k", type=_int(1), default=50, help="importance samples of the IWELBO")
+    e.add_argument("--samples", type=_int(1), default=256, help="test images per task")
+    e.add_argument("--seed", type=_int(0, SEED_MAX), default=0)
+    e.add_argument("--threads", type=_int(1), default=None, help="torch CPU threads")
     pre = sub.add_parser("pretrain", help="rebuild the shipped runs in pretrained/")
     pre.add_argument("--only", default=None, help="a family key, a run name or classifier")
     pre.add_argument("--device", default="auto")
     pre.add_argument("--out", default=str(PRETRAINED))
     pre.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (1: the shipped runs' setting)"
+        "--threads",
+        type=_int(1),
+        default=1,
+        help="torch CPU threads (1: the shipped runs' setting)",
     )
     sub.add_parser("datasets", help="dataset names, shapes, sizes, what each is for")
     sub.add_parser("models", help="family keys and their options")
@@ -76,11 +106,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from lifelong.data import DataError
-    from lifelong.runs import RunError
-    from lifelong.train import TrainingError
-
     try:
+        from lifelong.data import DataError
+        from lifelong.runs import RunError
+        from lifelong.train import TrainingError
+
         return {
             "train": _train,
             "eval": _eval,
@@ -89,11 +119,42 @@ def main(argv: list[str] | None = None) -> int:
             "models": _models,
         }[args.cmd](args)
     except (DataError, RunError, TrainingError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file that cannot be read or written (the trainer says more)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or _one_line(exc)}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: resume with --resume", file=sys.stderr)
+        print(f"interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if os.environ.get("LIFELONG_DEBUG"):
+            raise
+        print(
+            f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (a bug; set"
+            " LIFELONG_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _resume_hint(args) -> str:
+    """What an interrupted command left: a train run resumes with --resume (if it got as far
+    as its manifest); nothing else needs anything."""
+    if args.cmd != "train":
+        return ""
+    out = Path(args.out)
+    try:
+        status = json.loads((out / "manifest.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return " (no run was started)"
+    return f": {out} is complete" if status == "complete" else f": {out} resumes with --resume"
 
 
 def _train(args) -> int:
@@ -145,9 +206,11 @@ def _interrupt(signum, frame) -> None:
 def _eval(args) -> int:
     from lifelong import runeval
     from lifelong.explore.summary import run_report
-    from lifelong.runs import open_run
+    from lifelong.runs import RunError, open_run
 
     names = runeval.parse_metrics(args.metrics)  # a bad name fails before any work
+    if Path(args.run).is_file():
+        raise RunError(f"{args.run} is a file, not a run folder")
     if args.threads:
         import torch
 
@@ -193,21 +256,28 @@ def _eval(args) -> int:
 
 
 def _pretrain(args) -> int:
-    from lifelong.train import TrainArgs, train
+    from lifelong.train import TrainArgs, resolve_device, train
     from lifelong.zoo import ZOO, write_index
 
     out_root = Path(args.out)
-    if args.only in (None, "classifier"):
-        _feature_classifier(out_root / "feature-classifier.safetensors", args)
-        if args.only == "classifier":
-            return 0
+    if out_root.exists() and not out_root.is_dir():
+        raise ValueError(f"--out {out_root} is a file, not a folder")
+    resolve_device(args.device)  # a wrong device fails before any training
     chosen = [z for z in ZOO if args.only in (None, z["family"], z["name"])]
-    if not chosen:
+    if not chosen and args.only != "classifier":
         raise ValueError(
             f"--only {args.only!r} matches nothing; valid: "
             + ", ".join(sorted({z["family"] for z in ZOO} | {z["name"] for z in ZOO}))
             + ", classifier"
         )
+    for entry in chosen:  # a folder of the user's under a run's name is never replaced
+        target = out_root / entry["name"]
+        if target.exists() and not (target / "manifest.json").is_file():
+            raise ValueError(f"{target} exists and is not a run; move it away or use --out")
+    if args.only in (None, "classifier"):
+        _feature_classifier(out_root / "feature-classifier.safetensors", args)
+        if args.only == "classifier":
+            return 0
     for entry in chosen:
         target = out_root / entry["name"]
         tmp = out_root / f".{entry['name']}.building"

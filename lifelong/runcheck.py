@@ -125,7 +125,10 @@ def check_manifest(manifest: dict, known_families) -> None:
             raise ManifestError(f"eval metric {str(name)[:40]!r} has no value")
         value = entry["value"]
         table = value.get("per_task") if isinstance(value, dict) else value
-        if isinstance(table, list) and table and isinstance(table[0], list):
+        flat = isinstance(table, list) and all(
+            isinstance(r, list) and not any(isinstance(v, list | dict) for v in r) for r in table
+        )  # a [snapshot][task] matrix (transfer is [snapshot][expert][task]: not drawn as one)
+        if flat and table:
             _matrix(table, f"eval metric {str(name)[:40]!r}", len(tasks))
     for key, ok in (
         ("seed", _int),

@@ -72,8 +72,10 @@ def test_eval_writes_the_manifest_and_a_second_eval_reads_it_back(run_copy, caps
     for name in ("iwelbo", "ssim", "frechet", "ari", "transfer", "forward", "task_shares"):
         assert second["eval"][name] == first["eval"][name]
     # other parameters make a different key: the stored value is not reused
+    monkeypatch.setenv("LIFELONG_DEBUG", "1")  # the CLI re-raises instead of one line
     with pytest.raises(AssertionError, match="recomputed"):
         main(["eval", str(run_copy), "--metrics", "iwelbo", "--k", "5", "--json"])
+    monkeypatch.delenv("LIFELONG_DEBUG")
     # the plain eval still prints the forgetting matrices, and names what is stored
     capsys.readouterr()
     assert main(["eval", str(run_copy)]) == 0

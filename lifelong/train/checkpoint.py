@@ -17,8 +17,9 @@ Files live in RUN/.checkpoints/ (a hidden folder, so the run's public listing, `
 and the upload validator never see them) as `ckpt-tTT-eEEE-<sha256[:16]>.safetensors`: the
 name carries the checksum of the whole file, so a corrupt or cut file is recognised without
 any index. Files are written to a temporary name and renamed; the newest two are kept, so a
-corrupt newest one falls back to the previous one, then to the last snapshot. The folder is
-removed when the run finishes.
+corrupt newest one falls back to the previous one, then to the last snapshot. When the run
+finishes these files are removed, and the folder with them if nothing else is in it: only
+files whose names the trainer makes are ever deleted (a run folder may hold the user's files).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,10 @@ FORMAT = "lifelong-checkpoint/1"
 FOLDER = ".checkpoints"
 KEEP = 2
 NAME = re.compile(r"^ckpt-t(\d+)-e(\d+)-([0-9a-f]{16})\.safetensors$")
+# runs.atomic_write's temporary `.NAME.tmpPID` of a file the trainer writes (manifest.json,
+# log.jsonl, task-NN / map-NN / evaldata-NN / other .safetensors, checkpoints): what a kill
+# leaves behind. Never a dot-file's (the app's `.job.json` is written the same way).
+TEMP = re.compile(r"^\.(?!\.)[\w.-]+\.(safetensors|json|jsonl)\.tmp\d+$")
 _MODULE_ATTRS = set(vars(nn.Module())) | {"config"}
 
 
@@ -188,6 +192,8 @@ def save(
     data = st_save(tensors, metadata={"lifelong-checkpoint": json.dumps(meta, sort_keys=True)})
     digest = hashlib.sha256(data).hexdigest()[:16]
     d = folder(run_dir)
+    if d.is_symlink() or (d.exists() and not d.is_dir()):
+        raise CheckpointError(f"{d} is not a folder of the run's own; remove it and --resume")
     d.mkdir(exist_ok=True)
     path = d / f"ckpt-t{position['task']:02d}-e{position['epoch']:04d}-{digest}.safetensors"
     runs.atomic_write(path, data)
@@ -197,14 +203,15 @@ def save(
 
 
 def listed(run_dir: Path) -> list[Path]:
-    """Checkpoint files of a run, newest (task, epoch) first."""
+    """Checkpoint files of a run, newest (task, epoch) first (plain files with the names
+    `save` makes; a `.checkpoints` that is a link is not the run's own and is ignored)."""
     d = folder(run_dir)
-    if not d.is_dir():
+    if d.is_symlink() or not d.is_dir():
         return []
     found = []
     for p in d.iterdir():
         m = NAME.match(p.name)
-        if m:
+        if m and p.is_file() and not p.is_symlink():
             found.append(((int(m[1]), int(m[2])), p))
     return [p for _, p in sorted(found, key=lambda f: f[0], reverse=True)]
 
@@ -252,7 +259,18 @@ def latest(run_dir: Path, expect: dict, log=None) -> Checkpoint | None:
 
 
 def remove_all(run_dir: Path) -> None:
-    shutil.rmtree(folder(run_dir), ignore_errors=True)
+    """Delete the run's checkpoints and their temporaries, then the folder if that left it
+    empty; anything else in it (not ours) stays where it is."""
+    for p in listed(run_dir):
+        p.unlink(missing_ok=True)
+    d = folder(run_dir)
+    if d.is_symlink() or not d.is_dir():
+        return
+    _remove_temporaries(d)
+    try:
+        d.rmdir()
+    except OSError:
+        pass  # not empty: the other files are not the trainer's to delete
 
 
 def remove_before(run_dir: Path, task: int) -> None:
@@ -263,9 +281,14 @@ def remove_before(run_dir: Path, task: int) -> None:
 
 
 def clean_partial(run_dir: Path) -> None:
-    """Remove temporary files a kill left behind (atomic_write's `.NAME.tmpPID`)."""
+    """Remove temporary files a kill left behind (atomic_write's `.NAME.tmpPID`, NAME a file
+    the trainer writes)."""
     for d in (Path(run_dir), folder(run_dir)):
-        if d.is_dir():
-            for p in d.iterdir():
-                if p.name.startswith(".") and ".tmp" in p.name and p.is_file():
-                    p.unlink(missing_ok=True)
+        if d.is_dir() and not d.is_symlink():
+            _remove_temporaries(d)
+
+
+def _remove_temporaries(d: Path) -> None:
+    for p in d.iterdir():
+        if TEMP.match(p.name) and p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)

@@ -1,17 +1,21 @@
 """--resume: continue an interrupted run from its newest valid checkpoint (mid-task) or, failing
-that, its last snapshot (or its start). A run that cannot be resumed raises TrainingError with
-one line saying why: no manifest, finished already, another model, tasks or options."""
+that, its last snapshot (or its start). A run stopped after its last snapshot but before it was
+marked complete (a kill, a full disk at the last write) is finished: the trainer then trains
+nothing and only does the end-of-run work. A run that cannot be resumed raises TrainingError
+with one line saying why: no manifest, finished already, another model, tasks or options."""
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from lifelong import models, runs
-from lifelong.train import checkpoint
+from lifelong.train import checkpoint, options
 from lifelong.train.callbacks import prune_log
 from lifelong.train.errors import TrainingError
 
@@ -102,25 +106,29 @@ def prepare(args, out: Path, tasks: list[str], device, write: bool, pick=False) 
     _, cfg_cls = models.family(run.family)
     try:
         config = models.config_from_dict(cfg_cls, manifest["config"])
+        options.check_config(run.family, config)  # sizes, before anything is allocated
     except (TypeError, ValueError) as exc:
         raise TrainingError(f"cannot resume {out}: its config does not fit: {exc}") from None
-    phase_ends = [p[-1] for p in models.build(run.family, config).training_phases(len(tasks))]
-    todo = [t for t in phase_ends if t >= start]
-    if not todo:
-        raise TrainingError(f"cannot resume {out}: every task has its snapshot already")
-    next_t = todo[0]
-    expect = {
-        "family": run.family,
-        "tasks": tasks,
-        "seed": args.seed,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "task": next_t,
-    }
+    with torch.device("meta"):  # the phases only: no weights needed
+        phases = models.build(run.family, config).training_phases(len(tasks))
+    todo = [p[-1] for p in phases if p[-1] >= start]
+    # No task left: the run was stopped between its last snapshot and "complete"; it is
+    # finished now (the trainer skips every phase and does the end-of-run work).
+    next_t = todo[0] if todo else None
     ckpt = None
     if write:  # checkpoints of tasks that have their snapshot now are stale
         checkpoint.remove_before(out, start)
-    if pick is False:
+    if next_t is None:
+        pass
+    elif pick is False:
+        expect = {
+            "family": run.family,
+            "tasks": tasks,
+            "seed": args.seed,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "task": next_t,
+        }
         ckpt = checkpoint.latest(out, expect, _log if write else None)
     elif pick is not None:
         ckpt = checkpoint.read(checkpoint.folder(out) / pick)
@@ -151,7 +159,8 @@ def prepare(args, out: Path, tasks: list[str], device, write: bool, pick=False) 
         where = "start"
     model = model.to(device).train()
     if write:
-        _log(f"{out}: going on from the {where}")
+        what = "every task has its snapshot; finishing the run" if next_t is None else None
+        _log(f"{out}: {what or 'going on from the ' + where}")
         # Forget whatever the interrupted phase left behind: events, metrics rows, log lines.
         if ckpt is None:
             manifest["events"] = [e for e in manifest["events"] if e.get("task", 0) < start]
@@ -159,21 +168,58 @@ def prepare(args, out: Path, tasks: list[str], device, write: bool, pick=False) 
         manifest["status"] = "running"
         manifest.pop("checkpoint", None)
         prune_log(out / "log.jsonl", next_t if ckpt else start, ckpt.epoch if ckpt else 0)
+        if next_t is None:
+            _restore_task_record(out / "log.jsonl", manifest, snaps[-1])
         runs.write_manifest(out, manifest)
     return Resumed(model, manifest, stored, start, ckpt, lr_changed)
 
 
-def _from_checkpoint(family: str, config, ckpt: checkpoint.Checkpoint):
+def mark_interrupted(out: Path) -> None:
+    """Set the manifest's status to "interrupted" (the run stays resumable with --resume).
+    Best effort: on a full disk it stays "running", which --resume accepts as well."""
     try:
-        model = models.build(family, config, ckpt.meta["arch"])
-    except (ValueError, TypeError, KeyError) as exc:
-        raise checkpoint.CheckpointError(f"{ckpt.path.name}: cannot rebuild ({exc})") from None
+        manifest = json.loads((out / "manifest.json").read_text())
+        if isinstance(manifest, dict) and manifest.get("status") == "running":
+            manifest["status"] = "interrupted"
+            runs.write_manifest(out, manifest)
+    except (OSError, ValueError):
+        pass
+
+
+def _restore_task_record(log: Path, manifest: dict, t: int) -> None:
+    """Append the log's record of the last task's end if the stop came before it was written
+    (the run's snapshot, manifest and metrics were already in place): the same fields the
+    trainer's JSONLLog writes, from the metrics row stored for that snapshot."""
+    try:
+        lines = log.read_text().splitlines() if log.is_file() else []
+    except (OSError, UnicodeDecodeError):
+        return  # not a log of ours to extend
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and rec.get("kind") == "task" and rec.get("task") == t:
+            return
+    n = len(manifest["snapshots"])
+    row = {k: v[n - 1] for k, v in manifest.get("metrics", {}).items() if len(v) >= n}
+    info = {"task": t, "n_tasks": len(manifest["tasks"]), **row}
+    with open(log, "a") as fh:
+        fh.write(json.dumps({"kind": "task", "time": time.time(), **info}) + "\n")
+
+
+def _from_checkpoint(family: str, config, ckpt: checkpoint.Checkpoint):
+    """The model a checkpoint holds; its shapes are compared with a build on the meta device
+    first, so a checkpoint that does not match the run's config costs no allocation."""
     state = ckpt.model_state()
-    expected = model.state_dict()
-    if set(state) != set(expected) or any(
-        tuple(state[k].shape) != tuple(v.shape) for k, v in expected.items()
-    ):
+    try:
+        shapes = models.state_shapes(family, config, ckpt.meta["arch"])
+    except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+        raise checkpoint.CheckpointError(f"{ckpt.path.name}: cannot rebuild ({exc})") from None
+    if set(state) != set(shapes) or any(tuple(state[k].shape) != s for k, s in shapes.items()):
         raise checkpoint.CheckpointError(f"{ckpt.path.name}: tensors do not match the model")
+    model = models.build(family, config, ckpt.meta["arch"])
+    expected = model.state_dict()
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     for key, value in ckpt.meta.get("attrs", {}).items():
         setattr(model, key, value)

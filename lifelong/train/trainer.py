@@ -11,12 +11,15 @@ resumed from a checkpoint gives the same weights as an uninterrupted one (the ch
 the CPU generator and the data-order generator). `--amp bf16` runs each train_step under
 torch.autocast(bfloat16): on CUDA (where it pays) and on CPU too (slower there, but it lets a
 CPU-only machine check a configuration before it goes to a GPU); MPS is refused.
+
+Bad input changes nothing: options, the model's size and the --out folder are checked before
+any data is loaded or any file written (options.py). A failed write (a full disk) ends in one
+line, leaving a run that --resume finishes once the cause is gone (errors.write_error).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import time
@@ -27,14 +30,24 @@ from pathlib import Path
 import torch
 
 from lifelong import data as ldata
-from lifelong import models, runs
+from lifelong import evaldata, models, runs
 from lifelong.explore import latentmap
-from lifelong.train import checkpoint, ddp, resume
+from lifelong.train import checkpoint, ddp, options, resume
 from lifelong.train.callbacks import Callback, JSONLLog, Progress
-from lifelong.train.errors import TrainingError
+from lifelong.train.errors import TrainingError, write_error
 from lifelong.train.evaluate import evaluate
 
-__all__ = ["TrainArgs", "TrainingError", "train"]
+# Kept importable from here (jobs.py, bench/, tests): they live in options.py.
+from lifelong.train.options import build_config, parse_overrides, resolve_device
+
+__all__ = [
+    "TrainArgs",
+    "TrainingError",
+    "build_config",
+    "parse_overrides",
+    "resolve_device",
+    "train",
+]
 
 
 @dataclass
@@ -57,66 +70,6 @@ class TrainArgs:
     amp: str = "none"  # "bf16": train steps under torch.autocast(bfloat16)
 
 
-def resolve_device(name: str) -> torch.device:
-    """auto -> CUDA, then MPS, then CPU; an explicit device that is absent is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda: no CUDA device is available here (try auto or cpu)")
-    if name not in ("cpu", "cuda", "mps"):
-        raise TrainingError(f"unknown device {name!r}; valid: auto, cpu, cuda")
-    return torch.device(name)
-
-
-def parse_overrides(family: str, pairs: list[str]) -> dict:
-    """['latent_dim=8', 'dynamic=true'] -> typed dict, checked against the family's config."""
-    defaults = dict(models.options(family))
-    out = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects key=value, got {pair!r}")
-        if key not in defaults:
-            raise ValueError(f"unknown option {key!r} for {family}; valid: {', '.join(defaults)}")
-        out[key] = _coerce(key, raw, defaults[key])
-    return out
-
-
-def _coerce(key: str, raw: str, default):
-    try:
-        if isinstance(default, bool):
-            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return raw.lower() in ("true", "1", "yes")
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-        if isinstance(default, tuple):
-            return tuple(int(v) for v in raw.split("x"))
-        return raw
-    except ValueError:
-        raise ValueError(f"option {key}: {raw!r} is not a valid {type(default).__name__}") from None
-
-
-def build_config(family: str, tasks: list[str], overrides: dict):
-    """The family's config for this sequence: image shape and task count from the data."""
-    _, cfg_cls = models.family(family)
-    shapes = {ldata.image_shape(t) for t in tasks}
-    if len(shapes) > 1:
-        raise ValueError(f"tasks have different image shapes {sorted(shapes)}; use size= / rgb")
-    fields = {f.name for f in dataclasses.fields(cfg_cls)}
-    base = {"image_shape": shapes.pop(), "n_tasks": len(tasks)}
-    cfg = cfg_cls(**{k: v for k, v in base.items() if k in fields}, **overrides)
-    if hasattr(cfg, "validate"):
-        cfg.validate()
-    return cfg
-
-
 @dataclass
 class _Ctx:
     """What one training process shares between its tasks."""
@@ -133,14 +86,11 @@ class _Ctx:
 def train(args: TrainArgs, callbacks: list[Callback] | None = None) -> Path:
     """Train `args.model` over `args.tasks` into the run folder `args.out`; returns its path.
     Under torchrun (WORLD_SIZE > 1 in the environment) every rank calls this; rank 0 writes."""
+    options.check_args(args)
+    device = resolve_device(args.device)
     torch.set_flush_denormal(True)  # mixture losses drift into denormals (DESIGN.md)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.amp not in ("none", "bf16"):
-        raise TrainingError(f"--amp {args.amp!r}: valid are none, bf16")
-    if args.checkpoint_every is None or args.checkpoint_every < 0:
-        raise TrainingError("--checkpoint-every must be 0 (off) or a number of epochs")
-    device = resolve_device(args.device)
     if args.amp == "bf16" and device.type == "mps":
         raise TrainingError("--amp bf16 is not supported on MPS; use --amp none")
     d = ddp.from_env()
@@ -151,13 +101,14 @@ def train(args: TrainArgs, callbacks: list[Callback] | None = None) -> Path:
         ddp.shutdown(d)
 
 
-def _setup(args, out, tasks, device, d, pick=False) -> resume.Resumed:
+def _setup(args, out, tasks, device, d, probe, pick=False) -> resume.Resumed:
     """The state training starts from on this rank; rank 0 alone checks and writes the folder,
-    the other ranks follow its choice of checkpoint (`pick`)."""
+    the other ranks follow its choice of checkpoint (`pick`). A new run is checked (options,
+    model size, one reconstruction of `probe` images) before its folder is written."""
+    if d.is_main:
+        options.check_out(out, args.resume)
     if args.resume:
         return resume.prepare(args, out, tasks, device, write=d.is_main, pick=pick)
-    if d.is_main and (out / "manifest.json").exists():
-        raise TrainingError(f"{out} already holds a run; use --resume or another --out")
     for key, default in resume.DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, default)
@@ -165,6 +116,7 @@ def _setup(args, out, tasks, device, d, pick=False) -> resume.Resumed:
     config = build_config(args.model, tasks, args.overrides)
     torch.manual_seed(args.seed)  # the initial weights are part of the run's seed
     model = models.build(args.model, config).to(device)
+    options.dry_run(model, probe.to(device), tasks)
     train_args = {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -177,32 +129,56 @@ def _setup(args, out, tasks, device, d, pick=False) -> resume.Resumed:
         args.model, model.config_dict(), tasks, args.seed, str(device), train_args
     )
     if d.is_main:
+        created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
+        try:  # the manifest first: a folder holding anything of ours is a resumable run
+            runs.write_manifest(out, manifest)
+        except OSError:
+            checkpoint.clean_partial(out)
+            if created:
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+            raise
         (out / "log.jsonl").write_text("")
-        runs.write_manifest(out, manifest)
     return resume.Resumed(model, manifest, {}, 0)
 
 
 def _train(args, callbacks, out, d, device) -> Path:
     tasks = ldata.parse_tasks(",".join(args.tasks))
+    if not d.enabled:  # before the data is loaded (under torchrun: rank 0 in _setup)
+        options.check_out(out, args.resume)
+    if not args.resume:  # options and model size too (cheap: a build on the meta device)
+        build_config(args.model, tasks, args.overrides)
     seed = args.seed if args.seed is not None else _run_seed(out) if args.resume else 0
     # Load every task before touching the disk, so bad data writes nothing.
     train_sets = [ldata.load_task(t, "train", seed) for t in tasks]
     test_sets = [ldata.load_task(t, "test", seed) for t in tasks]
+    try:
+        return _run(args, callbacks, out, d, device, tasks, train_sets, test_sets)
+    except OSError as exc:  # a full disk, a read-only or vanished folder, a permission
+        if d.is_main:
+            resume.mark_interrupted(out)
+            with contextlib.suppress(OSError):  # a cut temporary holds the space it took
+                checkpoint.clean_partial(out)
+        raise write_error(out, exc, (out / "manifest.json").is_file()) from None
+
+
+def _run(args, callbacks, out, d, device, tasks, train_sets, test_sets) -> Path:
+    probe = train_sets[0].x[:2]
     if d.enabled:  # rank 0's checks first; the others follow only if they passed
         err = None
         if d.is_main:
             try:
-                r = _setup(args, out, tasks, device, d)
-            except (TrainingError, ValueError) as exc:
+                r = _setup(args, out, tasks, device, d, probe)
+            except (TrainingError, ValueError, OSError) as exc:
                 err = exc
         if not ddp.all_ok(d, err is None):
             raise err or TrainingError("rank 0 could not start the run (see its message)")
         pick = ddp.broadcast_json(d, r.ckpt.path.name if d.is_main and r.ckpt else None)
         if not d.is_main:
-            r = _setup(args, out, tasks, device, d, pick)
+            r = _setup(args, out, tasks, device, d, probe, pick)
     else:
-        r = _setup(args, out, tasks, device, d)
+        r = _setup(args, out, tasks, device, d, probe)
     model, manifest = r.model, r.manifest
     if d.is_main:
         cbs = [JSONLLog(out / "log.jsonl", args.log_every)]
@@ -230,8 +206,12 @@ def _train(args, callbacks, out, d, device) -> Path:
         if d.is_main:
             # What the folder holds is still a valid, resumable run: say so in its manifest
             # (written atomically, from the state of the last complete snapshot on disk).
-            _mark_interrupted(out)
+            resume.mark_interrupted(out)
         raise
+    finally:  # a bar left open would swallow the error line that follows into its own
+        for cb in cbs:
+            if isinstance(cb, Progress):
+                cb.on_end({"run": str(out)})
     if d.is_main:
         manifest["status"] = "complete"
         manifest.pop("checkpoint", None)
@@ -241,17 +221,6 @@ def _train(args, callbacks, out, d, device) -> Path:
             cb.on_end({"run": str(out)})
     ddp.barrier(d)
     return out
-
-
-def _mark_interrupted(out: Path) -> None:
-    """Set the manifest's status to "interrupted" (the run stays resumable with --resume)."""
-    try:
-        manifest = json.loads((out / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return
-    if manifest.get("status") == "running":
-        manifest["status"] = "interrupted"
-        runs.write_manifest(out, manifest)
 
 
 def _run_seed(out: Path) -> int:
@@ -278,6 +247,9 @@ def _finish_task(ctx, model, manifest, p, t, tasks, test_sets) -> None:
     for name, values in row.items():
         manifest["metrics"].setdefault(name, [])
         manifest["metrics"][name] = manifest["metrics"][name][:p] + [values]
+    # The evaluation images travel with the run (evaldata.py): every task's, with the first
+    # snapshot; a resumed run made before this adds the missing ones here.
+    evaldata.write_missing(out, manifest, test_sets)
     runs.save_snapshot(out, manifest, model, t, ctx.stored, args.store_dtype)
     manifest.pop("checkpoint", None)
     runs.write_manifest(out, manifest)

@@ -140,7 +140,8 @@ def test_an_interrupted_run_exports_and_imports_without_its_checkpoints(tmp_path
     out = tmp_path / "r"
     assert _interrupted(out)
     names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    assert names == ["log.jsonl", "manifest.json", "task-00.safetensors"]
+    evaldata = ["evaldata-00.safetensors", "evaldata-01.safetensors"]  # every task's, at once
+    assert names == [*evaldata, "log.jsonl", "manifest.json", "task-00.safetensors"]
     data = archive.export_zip(out)
     dest = archive.import_zip(data, tmp_path / "uploads")
     assert runs.open_run(dest).snapshots == [0] and not (dest / ".checkpoints").exists()

@@ -30,6 +30,9 @@ def three_task_run(tmp_path_factory):
 def test_run_folder_has_the_design_layout(three_task_run):
     names = sorted(p.name for p in three_task_run.iterdir())
     assert names == [
+        "evaldata-00.safetensors",  # the evaluation images travel with the run
+        "evaldata-01.safetensors",
+        "evaldata-02.safetensors",
         "log.jsonl",
         "manifest.json",
         "map-00.safetensors",
