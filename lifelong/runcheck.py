@@ -130,6 +130,15 @@ def check_manifest(manifest: dict, known_families) -> None:
         )  # a [snapshot][task] matrix (transfer is [snapshot][expert][task]: not drawn as one)
         if flat and table:
             _matrix(table, f"eval metric {str(name)[:40]!r}", len(tasks))
+    train = manifest.get("train", {})
+    if isinstance(train, dict):
+        for key in ("epochs", "batch_size", "world_size"):
+            if key in train and not (_int(train[key]) and train[key] >= 1):
+                raise ManifestError(f"train {key} is not a positive whole number")
+        if train.get("store_dtype", "float32") not in ("float32", "float16"):
+            raise ManifestError("train store_dtype is neither float32 nor float16")
+        if not isinstance(train.get("overrides", {}), dict):
+            raise ManifestError("train overrides is not an object")
     for key, ok in (
         ("seed", _int),
         ("status", lambda v: isinstance(v, str)),

@@ -11,6 +11,7 @@ written to a temporary name and renamed, so a crash never leaves a half-written 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -34,12 +35,19 @@ class RunError(ValueError):
 
 
 def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary name beside `path` and rename it into place: a crash or
+    a full disk leaves the old file whole; a failed write removes its temporary file."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def write_manifest(run_dir: Path, manifest: dict) -> None:
@@ -298,11 +306,12 @@ def open_run(path: str | Path) -> Run:
     path = Path(path)
     name = path.name
     try:
-        is_dir = path.is_dir()
+        is_dir, is_file = path.is_dir(), path.is_file()
     except (OSError, ValueError):  # a name the file system cannot hold (NUL, too long)
-        is_dir = False
+        is_dir = is_file = False
     if not is_dir:
-        raise RunError(f"{name[:80]}: not a run folder (no such folder)")
+        what = "a file" if is_file else "no such folder"
+        raise RunError(f"{name[:80]}: not a run folder ({what})")
     if not (path / "manifest.json").exists() and not (path / "manifest.json").is_symlink():
         raise RunError(f"{name}: no manifest.json (not a run folder)")
     try:

@@ -240,6 +240,7 @@ def test_malformed_fields_are_one_line(tiny_run, tmp_path):
         "seed": lambda m: m.update(seed="zero"),
         "order": lambda m: m["snapshots"].reverse(),
         "sha256": lambda m: m["snapshots"][0].update(sha256=None),
+        "train": lambda m: m["train"].update(epochs="x"),
     }
     for name, change in cases.items():
         out = _copy(tiny_run, tmp_path, name)
@@ -270,3 +271,23 @@ def test_a_config_naming_a_huge_network_is_refused_before_it_is_built(tiny_run, 
     _edit(out, lambda m: [s.update(arch={"n_experts": 10**9}) for s in m["snapshots"]])
     with pytest.raises(RunError, match="out of range"):
         open_run(out).load_model()
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import pytest
+
+    from lifelong.runs import atomic_write
+
+    target = tmp_path / "manifest.json"
+    target.write_bytes(b"old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError):
+        atomic_write(target, b"new")
+    assert target.read_bytes() == b"old" and sorted(os.listdir(tmp_path)) == ["manifest.json"]

@@ -37,6 +37,13 @@ class ConvBody(nn.Module):
         self.out_features = channels * feature_grid(size) ** 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # A side that is not a multiple of 4 (size=30) is zero-padded around the centre to
+        # 4 * feature_grid: the convolutions round down, the grid rounds up, and DeconvBody
+        # crops the same centre back out of its output.
+        extra = 4 * feature_grid(x.shape[-1]) - x.shape[-1]
+        if extra:
+            lo = extra // 2
+            x = F.pad(x, (lo, extra - lo, lo, extra - lo))
         return self.net(x)
 
 
