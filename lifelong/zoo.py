@@ -199,7 +199,8 @@ def write_index(root) -> None:
         "# Pretrained runs",
         "",
         "Built by `python -m lifelong pretrain` (CPU or GPU; `--only NAME` rebuilds one run)."
-        " Snapshots are float16 safetensors; frozen experts are stored once.",
+        " Snapshots are float16 safetensors; frozen experts are stored once. Each run carries"
+        " its evaluation images (`evaldata-NN.safetensors`), so it opens anywhere.",
         "",
         "| run | family | tasks | how it was made | what it shows | headline |",
         "|---|---|---|---|---|---|",
