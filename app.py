@@ -2,22 +2,15 @@
 
 import streamlit as st
 
+import pagelist
+
 st.set_page_config(
     page_title="Lifelong generative explorer", page_icon=":material/hub:", layout="wide"
 )
 
 PAGES = [
-    st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-    st.Page("views/traversal.py", title="Latent traversal", icon=":material/tune:"),
-    st.Page("views/latent_map.py", title="Latent map", icon=":material/scatter_plot:"),
-    st.Page("views/interpolation.py", title="Interpolation", icon=":material/linear_scale:"),
-    st.Page("views/generation.py", title="Generation grid", icon=":material/grid_on:"),
-    st.Page("views/timeline.py", title="Expert timeline", icon=":material/timeline:"),
-    st.Page("views/dhsic.py", title="dHSIC heatmap", icon=":material/blur_on:"),
-    st.Page("views/sharedprivate.py", title="Shared / private", icon=":material/join_inner:"),
-    st.Page("views/forgetting.py", title="Forgetting", icon=":material/history:"),
-    st.Page("views/experts.py", title="Compare experts", icon=":material/view_column:"),
-    st.Page("views/train.py", title="Train", icon=":material/model_training:"),
+    st.Page(p.path, title=p.title, icon=p.icon, default=i == 0)
+    for i, p in enumerate(pagelist.PAGES)
 ]
 
 nav = st.navigation(PAGES)

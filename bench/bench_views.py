@@ -29,19 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PAGES = [
-    ("views/overview.py", "Overview"),
-    ("views/traversal.py", "Latent traversal"),
-    ("views/latent_map.py", "Latent map"),
-    ("views/interpolation.py", "Interpolation"),
-    ("views/generation.py", "Generation grid"),
-    ("views/timeline.py", "Expert timeline"),
-    ("views/dhsic.py", "dHSIC heatmap"),
-    ("views/sharedprivate.py", "Shared / private"),
-    ("views/forgetting.py", "Forgetting"),
-    ("views/experts.py", "Compare experts"),
-    ("views/train.py", "Train"),
-]
+import pagelist  # noqa: E402
+
+PAGES = [(p.path, p.title) for p in pagelist.PAGES]
 MAP_TASKS = "glyphs,glyphs:invert,glyphs:rotate=90,shapes,shapes:invert,shapes:rotate=90"
 
 

@@ -8,20 +8,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lifelong.models import REGISTRY
+from pagelist import RUN_PAGES
 from tests.app.conftest import APP
 
-PAGES = [
-    "views/overview.py",
-    "views/traversal.py",
-    "views/latent_map.py",
-    "views/interpolation.py",
-    "views/generation.py",
-    "views/timeline.py",
-    "views/dhsic.py",
-    "views/sharedprivate.py",
-    "views/forgetting.py",
-    "views/experts.py",
-]
+PAGES = [p.path for p in RUN_PAGES]
 OTHERS = sorted(set(REGISTRY) - {"lmvae"})  # lmvae: the other app tests
 
 

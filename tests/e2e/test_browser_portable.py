@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from pagelist import RUN_PAGES
 from tests.data.test_data_idx import make_dir
 from tests.e2e.test_browser import (
     CHROMIUM,
@@ -18,17 +19,7 @@ from tests.e2e.test_browser import (
 )
 
 pytestmark = pytest.mark.e2e
-PAGES = [
-    "Latent traversal",
-    "Latent map",
-    "Interpolation",
-    "Generation grid",
-    "Expert timeline",
-    "dHSIC heatmap",
-    "Shared / private",
-    "Forgetting",
-    "Compare experts",
-]
+PAGES = [p.title for p in RUN_PAGES[1:]]  # after the Overview, where the server opens
 
 
 @pytest.fixture(scope="module")
