@@ -10,6 +10,7 @@ and `lifelong.evaluation`; disentanglement scores (MIG, DCI) in `lifelong.disent
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -150,6 +151,43 @@ def kmeans_ari(codes, labels, n_clusters: int | None = None, seed: int = 0) -> f
         return float("nan")
     pred = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(codes)
     return float(adjusted_rand_score(labels, pred))
+
+
+# -- what each stored metric is ------------------------------------------------------------
+
+
+class MetricDef(NamedTuple):
+    """How every page, table and summary names a stored metric and which way is better: the
+    one list the Overview, Forgetting and comparison views read."""
+
+    label: str
+    unit: str  # "" when unitless
+    higher_is_better: bool
+
+
+DEFINITIONS: dict[str, MetricDef] = {
+    "mse": MetricDef("reconstruction MSE", "", False),
+    "elbo": MetricDef("ELBO", "nats", True),
+    "psnr": MetricDef("PSNR", "dB", True),
+    "routing_accuracy": MetricDef("routing accuracy", "", True),
+    "iwelbo": MetricDef("IWELBO", "nats", True),
+    "ssim": MetricDef("SSIM", "", True),
+    "frechet": MetricDef("Fréchet distance (classifier features)", "", False),
+    "ari": MetricDef("k-means ARI of codes vs classes", "", True),
+    "transfer": MetricDef("MSE through each expert (paper 000 eq. 27)", "", False),
+    "task_shares": MetricDef("share of samples generated for task j that look like it", "", True),
+}
+
+
+def definition(name: str) -> MetricDef:
+    """The metric's definition; an unknown name (a newer run's) reads as higher-is-better."""
+    return DEFINITIONS.get(name, MetricDef(name, "", True))
+
+
+def label(name: str) -> str:
+    """'ELBO (nats)', 'reconstruction MSE': the name shown for a metric."""
+    d = definition(name)
+    return f"{d.label} ({d.unit})" if d.unit else d.label
 
 
 # -- the forgetting matrix ------------------------------------------------------------------

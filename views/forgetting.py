@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from lifelong import runs
+from lifelong import metrics, runs
 from lifelong.explore import forgetting, images, overview
 
 run, snap = st.session_state.get("selection") or ui.sidebar()
@@ -67,8 +67,9 @@ else:
 
 st.subheader("Forgetting matrix")
 names = forgetting.stored_metrics(run)
-metric = st.radio("Metric", names, horizontal=True, key="fg_metric")
+metric = st.radio("Metric", names, horizontal=True, key="fg_metric", format_func=metrics.label)
 if metric:
     z, xs, ys = overview.matrix_labels(run, metric)
-    ui.figure(ui.heatmap(z, xs, ys, metric == "mse"), f"{run.name}-{metric}", "fg-matrix")
+    lower = not metrics.definition(metric).higher_is_better  # Fréchet, transfer: as MSE
+    ui.figure(ui.heatmap(z, xs, ys, lower), f"{run.name}-{metric}", "fg-matrix")
     st.download_button("CSV", forgetting.matrix_csv(run, metric), f"{run.name}-{metric}.csv")

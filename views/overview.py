@@ -3,6 +3,7 @@
 import streamlit as st
 
 import ui
+from lifelong import metrics
 from lifelong.explore import overview, summary
 
 run, snap = st.session_state.get("selection") or ui.sidebar()
@@ -20,22 +21,16 @@ st.caption(" → ".join(f"**{j}** `{t}`" for j, t in enumerate(run.tasks)))
 if st.toggle("Export this run", key="ov_export"):
     st.download_button("Run folder (.zip)", ui.run_zip(run), f"{run.name}.zip", "application/zip")
 
-NAMES = {
-    "mse": "reconstruction MSE",
-    "elbo": "ELBO (nats)",
-    "routing_accuracy": "routing accuracy",
-    "iwelbo": "IWELBO (nats)",
-    "frechet": "Fréchet distance (classifier features)",
-}
 metric = st.radio(
     "Forgetting matrix",
     summary.matrix_names(run) or ["mse"],
     horizontal=True,
-    format_func=lambda n: NAMES.get(n, n),
+    format_func=metrics.label,
+    key="ov_metric",
 )
 z, xs, ys = overview.matrix_labels(run, metric)
 if z:
-    lower = metric in summary.LOWER_IS_BETTER
+    lower = not metrics.definition(metric).higher_is_better
     ui.figure(ui.heatmap(z, xs, ys, lower), f"{run.name}-{metric}", "ov-matrix")
     st.caption(
         "Row k: the model after task k; column j: evaluated on task j's test set "

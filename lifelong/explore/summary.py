@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lifelong import metrics
 
-LOWER_IS_BETTER = {"mse", "frechet", "transfer"}
+LOWER_IS_BETTER = {n for n, d in metrics.DEFINITIONS.items() if not d.higher_is_better}
 
 
 def matrix(run, name: str) -> list[list[float | None]]:

@@ -53,7 +53,48 @@ def test_beside_a_run_over_the_same_tasks(page):
 
 def test_every_stored_matrix(page):
     radio = page.radio(key="fg_metric")
-    assert radio.options[:2] == ["mse", "elbo"]
+    assert radio.options[:2] == ["reconstruction MSE", "ELBO (nats)"]
     for name in radio.options:
         radio.set_value(name).run()
         assert not page.exception and len(page.get("plotly_chart")) == 1
+
+
+def test_the_matrix_is_shaded_by_which_way_is_better(
+    run_roots, tmp_path, monkeypatch, v2_navigation
+):
+    """One set of definitions (lifelong.metrics): MSE and Fréchet shade low as good, ELBO
+    high, on the Forgetting page as on the Overview (the Forgetting page used to treat only
+    MSE as lower-is-better)."""
+    import json
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from lifelong import metrics
+    from tests.app.conftest import APP
+
+    run = tmp_path / "root" / "with-frechet"
+    shutil.copytree(run_roots["good"], run)
+    m = json.loads((run / "manifest.json").read_text())
+    frechet = {"seen": [4.0, 6.0], "per_task": [[4.0, 9.0], [5.0, 7.0]]}
+    m.setdefault("eval", {}).setdefault("metrics", {})["frechet"] = {"value": frechet, "key": {}}
+    (run / "manifest.json").write_text(json.dumps(m))
+    monkeypatch.setenv("LIFELONG_RUN_ROOTS", str(run.parent))
+
+    def shading(at, key) -> dict:
+        radio, seen = at.radio(key=key), {}
+        for value in radio.options:
+            radio.set_value(value).run()
+            assert not at.exception, at.exception
+            seen[value] = bool(
+                json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0].get("reversescale")
+            )
+        return seen
+
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    overview = shading(at, "ov_metric")
+    at.switch_page("views/forgetting.py").run()
+    page = shading(at, "fg_metric")
+    for name, lower in (("mse", True), ("elbo", False), ("frechet", True)):
+        assert page[metrics.label(name)] is lower and overview[metrics.label(name)] is lower
