@@ -22,6 +22,7 @@ PAGES = [
     Page("views/sharedprivate.py", "Shared / private", ":material/join_inner:", "sharedprivate"),
     Page("views/forgetting.py", "Forgetting", ":material/history:", "forgetting"),
     Page("views/experts.py", "Compare experts", ":material/view_column:", "experts"),
+    Page("views/compare.py", "Compare runs", ":material/leaderboard:", "compare"),
     Page("views/train.py", "Train", ":material/model_training:", "train"),
 ]
 RUN_PAGES = [p for p in PAGES if p.path != "views/train.py"]  # the pages that show a run

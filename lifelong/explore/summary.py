@@ -24,6 +24,13 @@ def matrix(run, name: str) -> list[list[float | None]]:
     return []
 
 
+def stored_eval_value(run, name: str):
+    """The value `eval --write` stored for metric `name` (None if the run has none)."""
+    from lifelong.runeval import stored_eval
+
+    return stored_eval(run).get(name)
+
+
 def matrix_names(run) -> list[str]:
     """Every forgetting matrix the run holds, training metrics first."""
     from lifelong.runeval import MATRIX

@@ -257,6 +257,9 @@ def test_page_renders(page, title, shot):
         # it draws its grids
         shown = main.locator("[data-testid=stAlertContentInfo], [data-testid=stImage] img")
         expect(shown.first).to_be_visible()
+    elif title == "Compare runs":  # one tiny run: it asks for a second; shipped: the board
+        shown = main.locator("[data-testid=stAlertContentInfo], [data-testid=stDataFrame]")
+        expect(shown.first).to_be_visible()
     elif title == "Train":  # the form; no job of this new session yet
         expect(main.locator("[data-testid=stButton]").first).to_be_visible()
     else:
