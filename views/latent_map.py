@@ -105,8 +105,9 @@ d1.download_button(
 )
 d2.download_button(
     "HTML",
-    fig.to_html(include_plotlyjs="cdn"),
+    lambda: ui.figure_html(fig),
     f"{run.name}-map-{snap}.html",
     "text/html",
     icon=":material/download:",
+    on_click="ignore",
 )

@@ -87,3 +87,16 @@ def test_two_runs_a_user_picks(app):
     assert any("checksum" in w.value for w in app.warning)
     picker.set_value(["good/tiny"]).run()
     assert any("two or more" in i.value for i in app.info)
+
+
+def test_figures_download_as_html_that_opens_offline():
+    """plotly.js inline, not from a CDN: the file opens on a machine with no network."""
+    import plotly.graph_objects as go
+
+    import ui
+
+    html = ui.figure_html(go.Figure(go.Scatter(x=[0, 1], y=[1, 2])))
+    import re
+
+    assert not re.findall(r"<script[^>]*src=", html)  # nothing fetched when opened
+    assert len(html) > 1_000_000 and "Plotly.newPlot" in html
