@@ -305,7 +305,7 @@ def _pretrain(args) -> int:
     return 0
 
 
-ZOO_EVAL = "iwelbo,ssim,frechet,mig,dci,forward"
+ZOO_EVAL = "iwelbo,ssim,frechet,fitting,mig,dci,forward"
 
 
 def _zoo_eval(run_dir: Path, metrics: str) -> None:

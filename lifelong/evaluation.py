@@ -159,6 +159,34 @@ def task_shares(model, tests: list, probe: TaskProbe, n: int = 256, seed: int = 
     return out
 
 
+def fitting_capacity(
+    model, tests: list, classifier, n_seen: int, n: int = 256, seed: int = 0
+) -> tuple[float | None, list]:
+    """Fitting Capacity (Lesort et al. 2019): a classifier trained on the model's samples of
+    the seen tasks, tested on the real test images. Our families generate per task, not per
+    class, so the label is the task (`task_samples`: a mixture's expert, LGM's z_d code, a
+    task-blind prior for the others); with one class per task (class-incremental sequences)
+    it is Lesort's figure. The classifier is a logistic regression on the feature
+    classifier's features (the Fréchet distance's), fit on n samples of each seen task.
+    Returns (accuracy over the seen tasks' real test images, [T] accuracy on each task's,
+    None for unseen tasks); (None, [None] * T) with fewer than two seen tasks (one label)."""
+    from sklearn.linear_model import LogisticRegression
+
+    per: list = [None] * len(tests)
+    if n_seen < 2:
+        return None, per
+    feats = [classifier.features(task_samples(model, j, n, seed)).numpy() for j in range(n_seen)]
+    y = np.concatenate([np.full(len(f), j) for j, f in enumerate(feats)])
+    fit = LogisticRegression(max_iter=2000, random_state=seed).fit(np.concatenate(feats), y)
+    hits = []
+    for j in range(n_seen):
+        real = classifier.features(tests[j].x[:n]).numpy()
+        ok = fit.predict(real) == j
+        per[j] = float(ok.mean())
+        hits.append(ok)
+    return float(np.concatenate(hits).mean()), per
+
+
 # -- codes ----------------------------------------------------------------------------------
 
 

@@ -173,6 +173,7 @@ DEFINITIONS: dict[str, MetricDef] = {
     "iwelbo": MetricDef("IWELBO", "nats", True),
     "ssim": MetricDef("SSIM", "", True),
     "frechet": MetricDef("Fréchet distance (classifier features)", "", False),
+    "fitting": MetricDef("Fitting Capacity (classifier trained on samples)", "", True),
     "ari": MetricDef("k-means ARI of codes vs classes", "", True),
     "transfer": MetricDef("MSE through each expert (paper 000 eq. 27)", "", False),
     "task_shares": MetricDef("share of samples generated for task j that look like it", "", True),

@@ -36,11 +36,14 @@ METRICS = {
     "Fig. 5b; mixtures: its expert; task-blind priors: the same samples for every j) that a "
     "task probe (logistic regression, classifier features of real images) calls task j "
     "[after task k][task j]; the probe's accuracy on real test images",
+    "fitting": "Fitting Capacity (Lesort et al. 2019): a classifier trained on the model's "
+    "samples of each seen task (label = task), accuracy on the real test images: over the "
+    "seen tasks per snapshot, and [after task k][task j]",
     "populations": "CPVAE (paper 004, last snapshot): eqs. 7-8 population accuracy with k "
     "importance samples (Table 2) and k-means ARI of shared / private codes (Table 1)",
 }
-MATRIX = ("iwelbo", "ssim", "frechet", "ari", "transfer", "task_shares")
-NEEDS_CLASSIFIER = ("frechet", "task_shares")
+MATRIX = ("iwelbo", "ssim", "frechet", "fitting", "ari", "transfer", "task_shares")
+NEEDS_CLASSIFIER = ("frechet", "fitting", "task_shares")
 
 
 def parse_metrics(text: str | None) -> list[str]:
@@ -75,12 +78,13 @@ def _key(run, name: str, params: dict, classifier=None) -> dict:
         "forward": (),
         "populations": ("k", "samples", "seed"),
         "task_shares": ("samples", "seed"),
+        "fitting": ("samples", "seed"),
     }[name]
     key = {
         "params": {p: params[p] for p in used},
         "snapshots": [s.get("sha256") for s in run.manifest["snapshots"]],
     }
-    if name in ("frechet", "task_shares"):
+    if name in NEEDS_CLASSIFIER:
         key["classifier"] = None if classifier is None else classifier.meta["sha256"]
     return key
 
@@ -210,7 +214,7 @@ def _reason(model, exc) -> str:
 
 
 def _append(values: dict, name: str, row) -> None:
-    if name == "frechet":
+    if name in ("frechet", "fitting"):
         seen, per = row
         v = values.setdefault(name, {"seen": [], "per_task": []})
         v["seen"].append(seen)
@@ -231,6 +235,8 @@ def _matrix_row(name, model, tests, after, params, classifier, probe=None):
         return ev.ssim_per_task(model, tests, n)
     if name == "frechet":
         return ev.frechet_seen_and_per_task(model, tests, classifier, after + 1, n, seed)
+    if name == "fitting":
+        return ev.fitting_capacity(model, tests, classifier, after + 1, n, seed)
     if name == "ari":
         return ev.ari_per_task(model, tests, n, seed)
     if name == "task_shares":
@@ -369,7 +375,7 @@ def format_eval(run, result: dict) -> list[str]:
         head = f"{name}{tag}: {METRICS[name]}"
         if name in ("iwelbo", "ssim", "ari"):
             lines += _table(head, v, "after", t, after)
-        elif name == "frechet":
+        elif name in ("frechet", "fitting"):
             lines += _table(head, v["per_task"], "after", t, after)
             seen = ", ".join(
                 f"after {a}: {_num(s, '.4g')}" for a, s in zip(after, v["seen"], strict=False)

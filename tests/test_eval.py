@@ -34,7 +34,7 @@ def _eval_json(capsys, *argv) -> dict:
 
 
 def test_eval_writes_the_manifest_and_a_second_eval_reads_it_back(run_copy, capsys, monkeypatch):
-    names = "iwelbo,ssim,frechet,ari,transfer,forward,mig,task_shares"
+    names = "iwelbo,ssim,frechet,fitting,ari,transfer,forward,mig,task_shares"
     opts = ["--metrics", names, "--k", "4", "--samples", "64"]
     first = _eval_json(capsys, run_copy, *opts, "--write")
     stored = json.loads((run_copy / "manifest.json").read_text())["eval"]
@@ -47,6 +47,8 @@ def test_eval_writes_the_manifest_and_a_second_eval_reads_it_back(run_copy, caps
     fr = first["eval"]["frechet"]
     assert len(fr["seen"]) == 2 and len(fr["per_task"][1]) == 2 and fr["seen"][0] > 0
     assert np.array(first["eval"]["transfer"]).shape == (2, 2, 2)  # snapshots, experts, tasks
+    fit = first["eval"]["fitting"]  # one seen task after task 0: no classifier to train
+    assert fit["seen"][0] is None and 0 <= fit["seen"][1] <= 1 and len(fit["per_task"][1]) == 2
     shares = first["eval"]["task_shares"]
     assert np.array(shares["per_task"]).shape == (2, 2) and shares["probe_accuracy"] > 0.9
     fwd = first["eval"]["forward"]
@@ -66,10 +68,20 @@ def test_eval_writes_the_manifest_and_a_second_eval_reads_it_back(run_copy, caps
         "frechet_seen_and_per_task",
         "ari_per_task",
         "task_shares",
+        "fitting_capacity",
     ):
         monkeypatch.setattr(evaluation, fn, boom)
     second = _eval_json(capsys, run_copy, *opts)
-    for name in ("iwelbo", "ssim", "frechet", "ari", "transfer", "forward", "task_shares"):
+    for name in (
+        "iwelbo",
+        "ssim",
+        "frechet",
+        "fitting",
+        "ari",
+        "transfer",
+        "forward",
+        "task_shares",
+    ):
         assert second["eval"][name] == first["eval"][name]
     # other parameters make a different key: the stored value is not reused
     monkeypatch.setenv("LIFELONG_DEBUG", "1")  # the CLI re-raises instead of one line
@@ -196,6 +208,22 @@ def test_task_shares_tell_which_task_the_samples_look_like():
     assert forgot[0] > 0.85 and forgot[1] < 0.15
     with pytest.raises(evaluation.Unsupported, match="two tasks"):
         evaluation.TaskProbe(trains[:1], clf)
+
+
+def test_fitting_capacity_is_high_for_real_samples_and_chance_for_a_task_blind_model():
+    """Lesort et al.'s Fitting Capacity with the task as label: a model whose samples of each
+    task are that task's real images trains a classifier that gets the real test images
+    right; one that generates the same images for every task (it forgot, or is task-blind)
+    gets about one in two; one seen task has a single label: undefined."""
+    clf = fc.load_classifier()
+    specs = ("digits:classes=0-4", "digits:classes=5-9")
+    trains = [load_task(s, "train").x for s in specs]
+    tests = [load_task(s, "test") for s in specs]
+    seen, per = evaluation.fitting_capacity(Replay(trains), tests, clf, 2, n=200)
+    assert seen > 0.85 and min(per) > 0.8
+    blind, _ = evaluation.fitting_capacity(Replay([trains[0], trains[0]]), tests, clf, 2, n=200)
+    assert 0.3 < blind < 0.7
+    assert evaluation.fitting_capacity(Replay(trains), tests, clf, 1) == (None, [None, None])
 
 
 class Moments:

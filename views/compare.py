@@ -66,7 +66,10 @@ st.caption(
     " 2017, as Avalanche and Mammoth compute them). None: undefined for that run (a run"
     " trained on every task at once has no sequence; FWT needs `eval --metrics forward`). Signs"
     " are set so that positive BWT / FWT and low forgetting are good for every metric (MSE and"
-    " Fréchet: lower is better). Best in each column in bold; click a header to sort."
+    " Fréchet: lower is better). Fitting Capacity (Lesort et al. 2019): a classifier trained"
+    " on the model's samples of each seen task (label = task), tested on the real test"
+    " images; a model that cannot generate a chosen task (one prior) scores chance, 1 / seen"
+    " tasks. Best in each column in bold; click a header to sort."
 )
 c1, c2 = st.columns(2)
 c1.download_button("CSV", table.to_csv(index=False), "leaderboard.csv", "text/csv", key="cmp_csv")
@@ -78,7 +81,7 @@ st.subheader("Curves")
 c1, c2 = st.columns(2)
 metric = c1.selectbox(
     "Metric",
-    ["mse", "elbo", "psnr", "frechet", "iwelbo"],
+    ["mse", "elbo", "psnr", "frechet", "fitting", "iwelbo"],
     key="cmp_curve",
     format_func=metrics.label,
 )
