@@ -103,6 +103,7 @@ if lines:
     fig.update_layout(
         height=360,
         xaxis_title="after task k",
+        xaxis_dtick=1,
         yaxis_title=metrics.label(metric),
         margin=dict(l=10, r=10, t=10, b=10),
     )
@@ -138,10 +139,11 @@ for label, r in chosen.items():
 st.image(images.png_bytes(images.grid(x, n, scale=2)), caption="inputs")
 with torch.no_grad():
     out = compare.side_by_side({lb: m for lb, m in loaded.items() if m is not None}, x, n)
-for label, r in out.items():
+cells = st.columns(2)
+for i, (label, r) in enumerate(out.items()):
     pic = images.grid(torch.cat([r["recon"], r["samples"]]), n, scale=2)
-    ui.picture(
-        pic, f"{label}-after{k}", f"cmp-{label}", f"{label}: reconstructions / samples (seed 0)"
-    )
+    with cells[i % 2]:
+        caption = f"{label}: reconstructions / samples (seed 0)"
+        ui.picture(pic, f"{label}-after{k}", f"cmp-{label}", caption)
 for label in (lb for lb, m in loaded.items() if m is None):
     st.caption(f"{label}: no snapshot at or before task {k}.")
