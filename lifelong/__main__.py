@@ -162,6 +162,8 @@ def _train(args) -> int:
     from lifelong.data import parse_tasks
     from lifelong.train import TrainArgs, parse_overrides, train
 
+    if ":" in args.model:  # --model package.module:Class, a family from outside the project
+        models.register(args.model)
     models.family(args.model)
     # SIGTERM (the app's Cancel, a scheduler's stop) ends training like Ctrl-C: the manifest
     # says "interrupted" and the run resumes with --resume.
@@ -357,7 +359,7 @@ def _datasets(args) -> int:
 def _models(args) -> int:
     from lifelong import models
 
-    for key in sorted(models.REGISTRY):
+    for key in sorted(models.keys()):
         print(f"{key}: {models.DESCRIPTIONS.get(key, '')}")
         opts = ", ".join(
             f"{n}={v}" for n, v in models.options(key) if n not in ("image_shape", "n_tasks")

@@ -127,7 +127,7 @@ def _verify(data: bytes, files: list[zipfile.ZipInfo], spans: dict) -> None:
     if found != runs.FORMAT:
         raise ArchiveError(f"unsupported format {str(found)[:40]!r} (expected {runs.FORMAT})")
     try:
-        runcheck.check_manifest(manifest, models.REGISTRY)
+        runcheck.check_manifest(manifest, models.known())
     except runcheck.ManifestError as exc:
         raise ArchiveError(str(exc)) from None
     listed, shapes = listed_files(manifest), {}

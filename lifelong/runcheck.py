@@ -67,6 +67,11 @@ def check_manifest(manifest: dict, known_families) -> None:
     family = manifest["family"]
     if not isinstance(family, str) or family not in known_families:
         shown = family if isinstance(family, str) else type(family).__name__
+        if isinstance(family, str) and ":" in family:  # a plugin's key (models/plugins.py)
+            raise ManifestError(
+                f"model family {shown[:80]!r} is a plugin that is not installed here"
+                " (install the package that provides it)"
+            )
         raise ManifestError(f"unknown model family {shown[:40]!r}")
     if not isinstance(manifest["config"], dict):
         raise ManifestError("config is not an object")

@@ -326,7 +326,7 @@ def open_run(path: str | Path) -> Run:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise RunError(f"{name}: unsupported format {str(found)[:40]!r} (expected {FORMAT})")
     try:
-        runcheck.check_manifest(manifest, models.REGISTRY)
+        runcheck.check_manifest(manifest, models.known())
         entries = [("snapshot file", e) for e in manifest["snapshots"]]
         entries += [
             ("stored file", e)

@@ -26,7 +26,7 @@ sid = st.query_params.get("session") or st.session_state.get("tr_sid") or uuid.u
 st.query_params["session"] = st.session_state["tr_sid"] = sid
 
 c1, c2 = st.columns([1, 3])
-family = c1.selectbox("Family", list(models.REGISTRY), key="tr_family")
+family = c1.selectbox("Family", models.keys(), key="tr_family")
 c2.caption(models.DESCRIPTIONS.get(family, ""))
 st.session_state.setdefault("tr_tasks", "digits:classes=0-4,digits:classes=5-9")
 

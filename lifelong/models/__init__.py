@@ -8,6 +8,7 @@ import os
 
 import torch
 
+from lifelong.models import plugins
 from lifelong.models.base import GenerativeModel, LatentBlock, config_from_dict, config_to_dict
 from lifelong.models.cpvae import CPVAE, CPVAEConfig
 from lifelong.models.ewc import EWC, EWCConfig
@@ -50,9 +51,50 @@ DESCRIPTIONS = {
 
 
 def family(key: str) -> tuple[type[GenerativeModel], type]:
+    """(model class, config class) of a family key: built in, registered in this process
+    (`register`), or an installed plugin (models/plugins.py; never imported from a name
+    alone). ValueError (one line) otherwise."""
+    if key in REGISTRY:
+        return REGISTRY[key]
+    if key in plugins.configured():  # named by this user's LIFELONG_PLUGINS: imported
+        register(key)
+        return REGISTRY[key]
+    found = plugins.from_entry_point(key) if isinstance(key, str) else None
+    if found is None:
+        raise ValueError(
+            plugins.missing(key)
+            or f"unknown model {key!r}; valid: {', '.join(sorted(keys()))}, or"
+            " package.module:Class for a family of your own"
+        )
+    REGISTRY[key] = found
+    return found
+
+
+def register(key: str, path: str | None = None) -> str:
+    """Make a plugin family usable in this process: `path` "package.module:Class" is imported
+    (the command line's `--model package.module:Class`; key = path). Returns the key."""
     if key not in REGISTRY:
-        raise ValueError(f"unknown model {key!r}; valid: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[key]
+        REGISTRY[key] = plugins.from_path(path or key)
+        cls = REGISTRY[key][0]
+        DESCRIPTIONS.setdefault(key, (cls.__doc__ or "").strip().split("\n")[0])
+    return key
+
+
+def keys() -> list[str]:
+    """Every family key: the built-in ones, then installed plugins (loaded now)."""
+    for name in [*plugins.configured(), *plugins.installed()]:
+        try:
+            family(name)
+        except ValueError:
+            continue  # a broken plugin is named when it is asked for
+    return list(REGISTRY)
+
+
+def known() -> set[str]:
+    """Keys a manifest may name: registered families and installed plugins' names and values
+    (matched as strings; nothing is imported)."""
+    eps = plugins.installed()
+    return set(REGISTRY) | set(eps) | {ep.value for ep in eps.values()} | set(plugins.configured())
 
 
 def options(key: str) -> list[tuple[str, object]]:
@@ -121,6 +163,9 @@ __all__ = [
     "build",
     "family",
     "options",
+    "register",
+    "keys",
+    "known",
     "state_shapes",
     "max_elements",
     "config_from_dict",
