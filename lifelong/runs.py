@@ -344,7 +344,9 @@ def open_run(path: str | Path) -> Run:
                 )
     except runcheck.ManifestError as exc:
         raise RunError(f"{name}: {exc}") from None
-    return Run(path, manifest)
+    run = Run(path, manifest)
+    run.config()  # typed against the family's config: a bad value is refused at the door
+    return run
 
 
 def _first_line(exc: BaseException) -> str:

@@ -111,7 +111,10 @@ def leaderboard(chosen: dict) -> list[dict]:
                 s["acc"] = seen[-1] if isinstance(seen, list) and seen else s["acc"]
             for key, value in s.items():
                 row[f"{name} {key}"] = value
-        row["parameters"] = parameters(run)
+        try:
+            row["parameters"] = parameters(run)
+        except ValueError:  # a family that cannot be sized here (e.g. its plugin is broken)
+            row["parameters"] = None
         row["size MB"] = round(size_mb(run), 2)
         row["train s"] = training_seconds(run)
         row["device"] = run.manifest.get("device")
