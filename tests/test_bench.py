@@ -39,3 +39,25 @@ def test_bench_bombs_prints_every_refusal(capsys):
     for kind in ("a", "b", "d2"):
         cells = rows[f"({kind})"].split()
         assert "ArchiveError:" in cells and cells[cells.index("ArchiveError:") - 4] == "0"
+
+
+def test_bench_long_quick_prints_every_section(capsys):
+    """bench_long --quick: two tiny digit sequences (2 and 3 tasks) trained by the command
+    line, each with a step row per task, a timing per task, a render of every page and its
+    size on disk."""
+    path = BENCH.with_name("bench_long.py")
+    spec = importlib.util.spec_from_file_location("bench_long", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    sections = {ln[:3] for ln in out.splitlines() if ln[:3] in {"(a)", "(b)", "(c)", "(d)"}}
+    assert sections == {"(a)", "(b)", "(c)", "(d)"}
+    steps = [ln.split() for ln in out.split("(a)")[1].split("(b)")[0].splitlines()[2:] if ln]
+    assert [(int(r[0]), int(r[1])) for r in steps] == [(2, 0), (2, 1), (3, 0), (3, 1), (3, 2)]
+    assert all(float(r[3]) > 0 and float(r[4]) > 0 for r in steps)
+    pages = out.split("(c)")[1].split("(d)")[0]
+    for _, title in bench.bench_views.PAGES:
+        assert title in pages
+    sizes = [ln.split() for ln in out.split("(d)")[1].splitlines() if ln.strip()[:1].isdigit()]
+    assert [int(r[0]) for r in sizes[:2]] == [2, 3] and all(float(r[1]) > 0 for r in sizes[:2])

@@ -1,10 +1,39 @@
-"""Compare experts: the same inputs through every expert, per-expert samples, mismatched pairs."""
+"""Compare experts: the same inputs through every expert, per-expert samples, mismatched pairs.
+
+What the page computes is cached per snapshot (st.cache_data): each expert's ELBO on every
+task is T x K x 256 ELBOs (3.7 s at 10 tasks x 10 experts), and a rerun or another input reads
+it back (bench/bench_long.py).
+"""
 
 import streamlit as st
 import torch
 
 import ui
 from lifelong.explore import experts, images
+
+
+def weights_key(run, snap: int, tests: list) -> tuple:
+    """What the cached results depend on besides the widgets: the run, the checksums of the
+    snapshot files 0..snap it merges, and where the test images come from (the dataset or
+    the run's stored sample)."""
+    files = tuple(s["sha256"] for s in run.manifest["snapshots"] if s["after_task"] <= snap)
+    return str(run.path), files, tuple((type(d).__name__, len(d)) for d in tests)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)  # ~0.8 MB each at 10 experts, 16 images
+def through(key: tuple, task: int, first: int, n: int, _model, _x: torch.Tensor):
+    return experts.through_every_expert(_model, _x), experts.mismatched(_model, _x[:1])
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def samples(key: tuple, _model) -> dict:
+    return experts.expert_samples(_model, n=8)
+
+
+@st.cache_data(max_entries=16, show_spinner="Scoring every expert on every task ...")
+def scores(key: tuple, _model, _tests: list) -> list:
+    return experts.scores_per_task(_model, _tests).tolist()
+
 
 run, snap = st.session_state.get("selection") or ui.sidebar()
 model = ui.model_or_stop(run, snap)
@@ -31,8 +60,9 @@ task = c1.selectbox(
 first = c2.number_input("First image", 0, len(tests[task]) - 8, 0, key="ex_first")
 n = c3.number_input("Images", 1, 16, 8, key="ex_n")
 x = tests[task].x[first : first + n].to(model.device)
+key = weights_key(run, snap, tests)
 
-out = experts.through_every_expert(model, x)
+out, grid = through(key, task, int(first), int(n), model, x)
 ui.picture(images.grid(x, len(x), scale=2), f"{run.name}-inputs", "inputs", "inputs")
 holders = model.task_experts()
 for row, k in enumerate(out["experts"]):
@@ -48,16 +78,15 @@ for row, k in enumerate(out["experts"]):
     )
 
 st.subheader("Samples from each expert")
-samples = experts.expert_samples(model, n=8)
+drawn = samples(key, model)
 ui.picture(
-    images.grid(torch.cat(list(samples.values())), 8, scale=2),
+    images.grid(torch.cat(list(drawn.values())), 8, scale=2),
     f"{run.name}-expert-samples",
     "samples",
-    "one row per expert: " + ", ".join(f"expert {k}" for k in samples),
+    "one row per expert: " + ", ".join(f"expert {k}" for k in drawn),
 )
 
 st.subheader("Mismatched encoder → decoder")
-grid = experts.mismatched(model, x[:1])
 kk = len(out["experts"])
 ui.picture(
     images.grid(grid.flatten(0, 1), kk, scale=3),
@@ -68,7 +97,7 @@ ui.picture(
 )
 
 st.subheader("Each expert's ELBO on each task")
-table = experts.scores_per_task(model, tests).tolist()
+table = scores(key, model, tests)
 fig = ui.heatmap(
     table, [f"expert {k}" for k in out["experts"]], [f"{j}: {t}" for j, t in enumerate(run.tasks)]
 )
