@@ -17,33 +17,17 @@ from datetime import UTC, datetime
 
 import torch
 
-from lifelong import metrics
+from lifelong import metrics, runs
 from lifelong.likelihood import Unsupported
 
 FORMAT = "lifelong-eval/1"
 
-METRICS = {
-    "iwelbo": "importance-weighted ELBO, k samples (nats; NLL = -value) [after task k][task j]",
-    "ssim": "SSIM of reconstructions (Gaussian window 11, sigma 1.5) [after task k][task j]",
-    "frechet": "Frechet distance (classifier features) of samples vs test images: over the "
-    "tasks seen so far per snapshot, and [after task k][task j]",
-    "ari": "k-means ARI of codes vs class labels [after task k][task j]",
-    "mig": "mutual information gap vs ground-truth factors (last snapshot, shapes tasks)",
-    "dci": "DCI disentanglement / completeness / informativeness (last snapshot, shapes tasks)",
-    "transfer": "paper 000 eq. 27 s(theta_k, j) = MSE through expert k on task j, per snapshot",
-    "forward": "forward transfer of mse and elbo relative to the untrained model (GEM)",
-    "task_shares": "share of the samples generated for task j (LGM: z_d fixed to its code, "
-    "Fig. 5b; mixtures: its expert; task-blind priors: the same samples for every j) that a "
-    "task probe (logistic regression, classifier features of real images) calls task j "
-    "[after task k][task j]; the probe's accuracy on real test images",
-    "fitting": "Fitting Capacity (Lesort et al. 2019): a classifier trained on the model's "
-    "samples of each seen task (label = task), accuracy on the real test images: over the "
-    "seen tasks per snapshot, and [after task k][task j]",
-    "populations": "CPVAE (paper 004, last snapshot): eqs. 7-8 population accuracy with k "
-    "importance samples (Table 2) and k-means ARI of shared / private codes (Table 1)",
-}
-MATRIX = ("iwelbo", "ssim", "frechet", "fitting", "ari", "transfer", "task_shares")
-NEEDS_CLASSIFIER = ("frechet", "fitting", "task_shares")
+METRICS, MATRIX, NEEDS_CLASSIFIER = (
+    metrics.EVAL_METRICS,
+    metrics.EVAL_MATRIX,
+    metrics.EVAL_NEEDS_CLASSIFIER,
+)
+stored_eval = runs.stored_eval  # noqa: F401 (re-exported for the command line)
 
 
 def parse_metrics(text: str | None) -> list[str]:
@@ -59,11 +43,6 @@ def parse_metrics(text: str | None) -> list[str]:
             f"unknown metric {bad[0]!r}; valid: {', '.join(METRICS)}, all (comma-separated)"
         )
     return list(dict.fromkeys(names))
-
-
-def stored_eval(run) -> dict:
-    """{name: value} of every metric stored in the run's manifest (for the app)."""
-    return {n: e["value"] for n, e in run.manifest.get("eval", {}).get("metrics", {}).items()}
 
 
 def _key(run, name: str, params: dict, classifier=None) -> dict:

@@ -366,3 +366,9 @@ def find_runs(*roots: str | Path) -> list[Path]:
                 if not p.name.startswith(".") and (p / "manifest.json").is_file()
             )  # dot-folders are runs being built by `pretrain`
     return found
+
+
+def stored_eval(run) -> dict:
+    """{name: value} of every metric `python -m lifelong eval --write` stored in the run's
+    manifest (manifest["eval"]["metrics"][name]["value"]), for the app and the summaries."""
+    return {n: e["value"] for n, e in run.manifest.get("eval", {}).get("metrics", {}).items()}

@@ -9,7 +9,7 @@ import torch
 import ui
 from lifelong import data as ldata
 from lifelong import models
-from lifelong.explore import images
+from lifelong.explore import images, overview
 from lifelong.train import jobs
 
 MAIN = ("n_experts", "n_components", "latent_dim", "hidden", "channels", "lr", "beta", "gamma")
@@ -92,7 +92,7 @@ full = {"run": True}  # the fragment's closure: False when it reruns on its own
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def thumbnail(path: str, k: int, mtime: int) -> bytes:
-    return images.png_bytes(jobs.preview(path, k, scale=2))
+    return images.png_bytes(overview.snapshot_preview(path, k, scale=2))
 
 
 def eta(s: float | None) -> str:

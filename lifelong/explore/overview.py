@@ -3,6 +3,8 @@ expert (paper 000 Figs. 4-5), and the heatmap data of the forgetting matrix."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from lifelong.explore import images, summary
@@ -46,3 +48,16 @@ def matrix_labels(run, name: str) -> tuple[list[list[float | None]], list[str], 
         [f"{j}: {s}" for j, s in enumerate(run.tasks)],
         [f"after {k}" for k in run.snapshots[: len(m)]],
     )
+
+
+def snapshot_preview(run_dir: str | Path, after_task: int, n: int = 6, scale: int = 1):
+    """Originals over reconstructions of the first `n` test images of the task a snapshot
+    was taken after: RGB uint8, for the Train page's thumbnail row (cache it by file)."""
+    from lifelong import data as ldata
+    from lifelong import runs
+
+    run = runs.open_run(run_dir)
+    model = run.load_model(after_task)
+    test = ldata.load_task(run.tasks[after_task], "test", run.manifest.get("seed", 0))
+    row = task_reconstructions(model, [test], n)[0]
+    return pair_grid(row["x"], row["recon"], scale=scale)

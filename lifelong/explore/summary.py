@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lifelong import metrics
+from lifelong import metrics, runs
 
 LOWER_IS_BETTER = {n for n, d in metrics.DEFINITIONS.items() if not d.higher_is_better}
 
@@ -14,9 +14,7 @@ def matrix(run, name: str) -> list[list[float | None]]:
     m = run.metric(name)
     if m:
         return m
-    from lifelong.runeval import stored_eval
-
-    value = stored_eval(run).get(name)
+    value = runs.stored_eval(run).get(name)
     if isinstance(value, dict):
         value = value.get("per_task")
     if isinstance(value, list) and value and all(isinstance(r, list) for r in value):
@@ -26,16 +24,12 @@ def matrix(run, name: str) -> list[list[float | None]]:
 
 def stored_eval_value(run, name: str):
     """The value `eval --write` stored for metric `name` (None if the run has none)."""
-    from lifelong.runeval import stored_eval
-
-    return stored_eval(run).get(name)
+    return runs.stored_eval(run).get(name)
 
 
 def matrix_names(run) -> list[str]:
     """Every forgetting matrix the run holds, training metrics first."""
-    from lifelong.runeval import MATRIX
-
-    order = ["mse", "elbo", "psnr", "routing_accuracy", *MATRIX]
+    order = ["mse", "elbo", "psnr", "routing_accuracy", *metrics.EVAL_MATRIX]
     names = [n for n in order if matrix(run, n)]
     return names + sorted(n for n in run.manifest.get("metrics", {}) if n not in names)
 
@@ -43,18 +37,22 @@ def matrix_names(run) -> list[str]:
 def eval_scalars(run) -> list[dict]:
     """The stored evaluation's single figures (MIG, DCI, Frechet over seen tasks, forward
     transfer), one row each, for a table."""
-    from lifelong.runeval import METRICS, stored_eval
-
     rows = []
-    for name, value in stored_eval(run).items():
+    for name, value in runs.stored_eval(run).items():
         if isinstance(value, dict):
             for key, v in value.items():
                 if key != "per_task":
                     rows.append(
-                        {"metric": f"{name} {key}", "value": str(v), "what": METRICS.get(name, "")}
+                        {
+                            "metric": f"{name} {key}",
+                            "value": str(v),
+                            "what": metrics.EVAL_METRICS.get(name, ""),
+                        }
                     )
         elif not isinstance(value, list):
-            rows.append({"metric": name, "value": str(value), "what": METRICS.get(name, "")})
+            rows.append(
+                {"metric": name, "value": str(value), "what": metrics.EVAL_METRICS.get(name, "")}
+            )
     return rows
 
 

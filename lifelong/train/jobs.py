@@ -35,7 +35,6 @@ from lifelong.train.progress import (
     Progress,
     _Tail,
     mtime,
-    preview,  # noqa: F401  (re-exported: the Train page's thumbnails)
     progress,
     read_log,
     read_manifest,

@@ -198,17 +198,3 @@ def progress(job, tail: _Tail) -> Progress:
         curves={k: (tail.xs, v) for k, v in tail.terms.items()},
         text=" · ".join(parts),
     )
-
-
-def preview(run_dir: str | Path, after_task: int, n: int = 6, scale: int = 1):
-    """Originals over reconstructions of the first `n` test images of the task a snapshot
-    was taken after: RGB uint8, for the Train page's thumbnail row (cache it by file)."""
-    from lifelong import data as ldata
-    from lifelong import runs
-    from lifelong.explore import overview
-
-    run = runs.open_run(run_dir)
-    model = run.load_model(after_task)
-    test = ldata.load_task(run.tasks[after_task], "test", run.manifest.get("seed", 0))
-    row = overview.task_reconstructions(model, [test], n)[0]
-    return overview.pair_grid(row["x"], row["recon"], scale=scale)

@@ -30,8 +30,7 @@ from pathlib import Path
 import torch
 
 from lifelong import data as ldata
-from lifelong import evaldata, models, runs
-from lifelong.explore import latentmap
+from lifelong import embedding, evaldata, models, runs
 from lifelong.train import checkpoint, ddp, options, resume
 from lifelong.train.callbacks import Callback, JSONLLog, Progress
 from lifelong.train.errors import TrainingError, write_error
@@ -64,7 +63,7 @@ class TrainArgs:
     store_dtype: str | None = "float32"  # "float16" halves snapshots (the pretrained zoo)
     threads: int | None = None
     eval_samples: int = 512
-    map_points: int = latentmap.MAP_POINTS  # 0: store no default latent map
+    map_points: int = embedding.MAP_POINTS  # 0: store no default latent map
     log_every: int = 10
     checkpoint_every: int = 1  # epochs between mid-task checkpoints; 0: snapshots only
     amp: str = "none"  # "bf16": train steps under torch.autocast(bfloat16)
@@ -237,7 +236,7 @@ def _finish_task(ctx, model, manifest, p, t, tasks, test_sets) -> None:
     model.eval()
     row = evaluate(model, test_sets, args.eval_samples)
     if args.map_points:  # the latent map's first paint reads this instead of fitting
-        points = latentmap.default_map(model, test_sets, args.map_points)
+        points = embedding.default_map(model, test_sets, args.map_points)
         runs.save_extra(out, manifest, "map", t, points)
     model.train()
     if "routing" in row:

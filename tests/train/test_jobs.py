@@ -11,6 +11,7 @@ import pytest
 
 from lifelong import runs
 from lifelong.data import DataError
+from lifelong.explore import overview
 from lifelong.train import jobs
 
 TINY = {"latent_dim": 2, "hidden": 16, "channels": 4}
@@ -67,7 +68,7 @@ def test_a_short_job_runs_to_the_end_and_its_run_opens(tmp_path):
     assert again.status == "finished" and again.snapshots == [0, 1]
     assert again.curves["total"][1] == ys
     assert not jobs.is_training(tmp_path / "short")
-    img = jobs.preview(tmp_path / "short", 1, n=4)
+    img = overview.snapshot_preview(tmp_path / "short", 1, n=4)
     assert img.dtype.name == "uint8" and img.shape[1] >= 4 * 28 and img.shape[0] >= 2 * 28
 
 
