@@ -69,6 +69,8 @@ def task_samples(model, task: int, n: int, seed: int = 0) -> torch.Tensor:
     """n samples generated for `task` ([n, C, H, W] on CPU): `model.sample(n, task=task)`, which
     is the task's expert for mixtures and the family's own (possibly task-blind) prior
     otherwise. Seeded per task, as on the Forgetting page."""
+    if not model.capabilities.sampling:
+        raise Unsupported(f"{model.family} does not generate samples")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed * 1000 + task)
         return model.sample(n, task=task).cpu()

@@ -12,16 +12,16 @@ interface"), under the assumptions the families share:
   relaxed Gumbel-softmax one), so q(c|x) is the softmax probability of the drawn category.
 - p(z): N(0, I) for Gaussian blocks, uniform over the `dim` categories for categorical ones
   (the priors of L-MVAE, LGM, CPVAE, the VAE baselines).
-- p(x|z): a Bernoulli decoder whose means `model.decode(codes, expert)` returns in [0, 1]. If
-  the model has `decode_logits(codes, expert)` it is used instead, which avoids the float32
-  saturation of sigmoid (probabilities within 6e-8 of 1 are clamped to 1 - 1e-7 otherwise).
+- p(x|z): a Bernoulli decoder with logits `model.decode_logits(codes, expert)` (by default
+  computed from `decode`'s means, clamped to 1e-7 from 0 and 1; a family with logits
+  returns them and avoids the float32 saturation of sigmoid).
 - mixtures: each sample is scored by its routed expert (`model.select(x)`, paper 000 eq. 7),
   i.e. the bound of the component that explains it, as in the families' own `score`.
 
-Hooks a family may define instead (optional, checked with getattr):
-- `log_likelihood_is(x, k) -> [N]`: the family's own importance-sampled estimate (CPVAE's eqs.
-  7-8, a model with another prior or decoder); used as is.
-- `has_likelihood = False`: an implicit model (the InfoGAN generator): no bound is computed.
+A family declares otherwise in its `capabilities.likelihood` (models/base.py):
+- "own": `log_likelihood_is(x, k) -> [N]` is its own importance-sampled estimate (CPVAE's
+  eqs. 7-8, a model with another prior or decoder); used as is.
+- "none": an implicit model (the InfoGAN generator): no bound is computed.
 """
 
 from __future__ import annotations
@@ -78,12 +78,7 @@ def _sample_blocks(post: dict, kinds: dict[str, str], k: int):
 
 
 def _bernoulli(model, codes: dict, x_rep: torch.Tensor, expert) -> torch.Tensor:
-    if hasattr(model, "decode_logits"):
-        logits = model.decode_logits(codes, expert)
-    else:
-        p = model.decode(codes, expert).clamp(1e-7, 1 - 1e-7)
-        logits = torch.log(p) - torch.log1p(-p)
-    return losses.bernoulli_log_likelihood(logits, x_rep)
+    return losses.bernoulli_log_likelihood(model.decode_logits(codes, expert), x_rep)
 
 
 @torch.no_grad()
@@ -115,10 +110,10 @@ def iwelbo(model, x: torch.Tensor, k: int = 50, expert: int | None = None, chunk
     Raises Unsupported for models without a likelihood or an encoder."""
     if k < 1:
         raise ValueError(f"k must be >= 1, not {k}")
-    hook = getattr(model, "log_likelihood_is", None)
-    if hook is not None and expert is None:
-        return hook(x, k)
-    if not getattr(model, "has_likelihood", True):
+    kind = model.capabilities.likelihood
+    if kind == "own" and expert is None:
+        return model.log_likelihood_is(x, k)
+    if kind == "none":
         raise Unsupported(f"{model.family} is an implicit model: it has no likelihood to bound")
     try:
         if expert is not None or not model.experts():

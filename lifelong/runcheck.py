@@ -19,6 +19,8 @@ import re
 import stat
 from pathlib import Path
 
+from lifelong import events
+
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.safetensors$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_FILE_BYTES = 2 * 2**30  # one snapshot or stored array: far above any run we make
@@ -107,8 +109,13 @@ def check_manifest(manifest: dict, known_families) -> None:
             raise ManifestError(f"{key} is not {'a list' if kind is list else 'an object'}")
     for name, table in manifest.get("metrics", {}).items():
         _matrix(table, f"metric {str(name)[:40]!r}", len(tasks))
-    if not all(isinstance(e, dict) for e in manifest.get("events", [])):
-        raise ManifestError("events holds an entry that is not an object")
+    fmt = manifest.get("events_format", 1)
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        raise ManifestError(f"events_format {str(fmt)[:20]} is not a version number")
+    try:  # typed events (lifelong/events.py): every field of a known kind has its type
+        events.load(manifest.get("events", []), fmt)
+    except ValueError as exc:
+        raise ManifestError(str(exc)) from None
     for kind, entries in manifest.get("extras", {}).items():
         if not isinstance(entries, dict):
             raise ManifestError(f"extras {str(kind)[:40]!r} is not an object")

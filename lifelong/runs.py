@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from lifelong import models, runcheck
+from lifelong import events, models, runcheck
 
 FORMAT = "lifelong-run/1"
 
@@ -65,6 +65,7 @@ def new_manifest(
         "snapshots": [],
         "metrics": {},
         "events": [],
+        "events_format": events.FORMAT,
         "seed": seed,
         "device": device,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -185,8 +186,10 @@ class Run:
         return [s["after_task"] for s in self.manifest["snapshots"]]
 
     @property
-    def events(self) -> list[dict]:
-        return self.manifest.get("events", [])
+    def events(self) -> list[events.Event]:
+        """The task-boundary events, typed (lifelong/events.py); checked at open_run."""
+        fmt = self.manifest.get("events_format", 1)
+        return events.load(self.manifest.get("events", []), fmt)
 
     def metric(self, name: str) -> list[list[float | None]]:
         return self.manifest.get("metrics", {}).get(name, [])
@@ -296,7 +299,7 @@ class Run:
         model = models.build(self.family, config, entry.get("arch"))
         expected = model.state_dict()
         model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
-        model._sync_requires_grad() if hasattr(model, "_sync_requires_grad") else None
+        model.sync_trainable()
         return model.to(device).eval()
 
 

@@ -7,8 +7,9 @@ in the suite (tests/models/test_conformance.py); a plugin author runs it in thei
         check_family("mypackage.model:MyModel", tmp_path)
 
 Each check raises ConformanceError with one line naming the method and what it returned.
-The page checks are the app's own tests (tests/app/test_app_families.py runs every page on a
-tiny run of every family); this module stays free of Streamlit.
+The pages are checked by the app's half of the kit, which needs Streamlit and so lives beside
+the app (`app_conformance.check_pages(run_dir)` on the run `check_family` returns); this
+module stays free of Streamlit.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from lifelong import models, runs
+from lifelong import events, models, runs
 
 TINY_TASKS = ["digits:classes=0-1", "digits:classes=2-3"]
 TINY_NETS = {"latent_dim": 2, "hidden": 16, "channels": 4}
@@ -65,8 +66,6 @@ def check_interface(model: models.GenerativeModel, n: int = 4) -> None:
     out = model.decode(codes, first) if experts else model.decode(codes)
     _images(out, "decode(codes)", (n, c, h, w))
     _images(model.reconstruct(x), "reconstruct(x)", (n, c, h, w))
-    _images(model.sample(3), "sample(3)", (3, c, h, w))
-    _images(model.sample(3, task=0), "sample(3, task=0)", (3, c, h, w))
     score = model.score(x)
     _check(tuple(score.shape) == (n,), f"score(x) has shape {tuple(score.shape)}, expected ({n},)")
     route = model.route(x)
@@ -93,9 +92,72 @@ def check_loss(model: models.GenerativeModel) -> None:
     model.eval()
 
 
+@torch.no_grad()
+def check_capabilities(model: models.GenerativeModel) -> None:
+    """What `capabilities` declares is what the model does (pages and metrics trust it)."""
+    caps = model.capabilities
+    _check(isinstance(caps, models.Capabilities), "capabilities is not a Capabilities")
+    name = type(model).__name__
+    _check(caps.mixture == bool(model.experts()), f"{name}: mixture={caps.mixture} but experts()")
+    c, h, w = model.config.image_shape
+    x = torch.rand(3, c, h, w)
+    if caps.likelihood == "own":
+        ll = model.log_likelihood_is(x, 2)
+        _check(tuple(ll.shape) == (3,), "log_likelihood_is(x, k) is not [N]")
+        _check(bool(torch.isfinite(ll).all()), "log_likelihood_is(x, k) is not finite")
+    if caps.populations:
+        for method in ("reconstruct_parts", "decode_cross", "swap_shared"):
+            _check(callable(getattr(model, method, None)), f"populations=True but no {method}")
+    if caps.replay:
+        _check(isinstance(model.replayed_samples(), dict), "replayed_samples() is not a dict")
+    if caps.sampling:
+        _images(model.sample(3), "sample(3)", (3, c, h, w))
+        _images(model.sample(3, task=0), "sample(3, task=0)", (3, c, h, w))
+
+
+def check_hooks(model: models.GenerativeModel, steps: int = 3) -> None:
+    """The task hooks return typed events (lifelong/events.py) of kinds the family declares,
+    and what is frozen for the second task (requires_grad False once its hook ran) stays
+    bit-identical while that task trains."""
+    from lifelong import data as ldata
+
+    tasks = [ldata.load_task(t, "train") for t in TINY_TASKS]
+
+    def hook(name: str, t: int) -> None:
+        out = getattr(model, name)(t, tasks[t])
+        what = f"{name}({t})"
+        _check(isinstance(out, list), f"{what} returned {type(out).__name__}, not a list")
+        for e in out:
+            _check(isinstance(e, events.Event), f"{what} returned {e!r}, not an events.Event")
+            _check(not isinstance(e, events.Other), f"{what}: event kind {e.kind!r} undeclared")
+
+    def train(t: int) -> None:
+        model.train()
+        model.progress = 0.0
+        opts = model.make_optimizers()
+        for i in range(steps):
+            x = tasks[t].x[i * 16 : (i + 1) * 16]
+            batch = {"x": x, "y": tasks[t].y[i * 16 : (i + 1) * 16]}
+            batch["task"] = torch.full((len(x),), t, dtype=torch.long)
+            model.train_step(batch, t, opts)
+            model.progress = (i + 1) / steps
+
+    hook("before_task", 0)
+    train(0)
+    hook("after_task", 0)
+    hook("before_task", 1)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    train(1)
+    for name, before in frozen.items():
+        now = dict(model.named_parameters())[name]
+        _check(torch.equal(now.detach(), before), f"frozen parameter {name} changed in task 1")
+    model.eval()
+
+
 def check_run(key: str, workdir: Path, overrides: dict | None = None) -> Path:
-    """A tiny two-task run through the trainer: events are dicts with a "type", every
-    snapshot loads, and a model saved and loaded through the run format is bit-identical."""
+    """A tiny two-task run through the trainer: its events are typed and of declared kinds,
+    every snapshot loads, and a model saved and loaded through the run format is
+    bit-identical. Returns the run's folder (for the pages: app_conformance.check_pages)."""
     from lifelong.train import TrainArgs, train
 
     out = Path(workdir) / "conformance-run"
@@ -113,7 +175,7 @@ def check_run(key: str, workdir: Path, overrides: dict | None = None) -> Path:
     train(args, callbacks=[])
     run = runs.open_run(out)
     for e in run.events:
-        _check(isinstance(e.get("type"), str), f"a task-boundary event has no type: {e}")
+        _check(not isinstance(e, events.Other), f"the run holds an undeclared event {e.kind!r}")
     _check(run.snapshots == sorted(run.snapshots) and run.snapshots, "no snapshots")
     for k in run.snapshots:
         model = run.load_model(k)
@@ -130,9 +192,10 @@ def check_run(key: str, workdir: Path, overrides: dict | None = None) -> Path:
     return out
 
 
-def check_family(key: str, workdir: Path, overrides: dict | None = None) -> None:
+def check_family(key: str, workdir: Path, overrides: dict | None = None) -> Path:
     """Every check above on family `key` (a built-in key, an installed plugin's, or
-    "package.module:Class"), with tiny networks (`overrides` replaces them)."""
+    "package.module:Class"), with tiny networks (`overrides` replaces them). Returns the
+    tiny run's folder."""
     from lifelong.train.trainer import build_config
 
     if ":" in key:
@@ -143,5 +206,7 @@ def check_family(key: str, workdir: Path, overrides: dict | None = None) -> None
     )
     model = models.build(key, config).eval()
     check_interface(model)
+    check_capabilities(model)
     check_loss(model)
-    check_run(key, workdir, overrides)
+    check_hooks(model)
+    return check_run(key, workdir, overrides)

@@ -16,6 +16,7 @@ from lifelong import classifier as fc
 from lifelong import evaluation
 from lifelong.__main__ import main
 from lifelong.data import load_task
+from lifelong.models import Capabilities
 from lifelong.runs import open_run
 
 
@@ -165,6 +166,8 @@ def test_shipped_classifier_loads_validates_and_recognises_digits(tmp_path):
 class Replay:
     """A stand-in 'model' whose samples are given images: real held-out images (a perfect
     generator), or noise."""
+
+    capabilities = Capabilities()
 
     def __init__(self, pools):
         self.pools = pools

@@ -13,7 +13,7 @@ from torch import nn
 
 from lifelong import disentangle, metrics
 from lifelong.likelihood import Unsupported, iwelbo
-from lifelong.models.base import GenerativeModel, LatentBlock
+from lifelong.models.base import Capabilities, GenerativeModel, LatentBlock
 
 # -- SSIM / PSNR ----------------------------------------------------------------------------
 
@@ -184,13 +184,18 @@ def test_iwelbo_converges_to_the_exact_log_likelihood():
 
 
 def test_iwelbo_refuses_implicit_models_and_uses_the_hook():
+    """What the family declares in capabilities.likelihood decides: "none" is refused, "own"
+    uses its log_likelihood_is."""
+
     class Implicit(ToyVAE):
-        has_likelihood = False
+        capabilities = Capabilities(likelihood="none")
 
     with pytest.raises(Unsupported):
         iwelbo(Implicit(), torch.zeros(1, 1, 2, 2))
 
     class Hooked(ToyVAE):
+        capabilities = Capabilities(likelihood="own")
+
         def log_likelihood_is(self, x, k):
             return torch.full((len(x),), -float(k))
 

@@ -38,7 +38,7 @@ def scores(key: tuple, _model, _tests: list) -> list:
 run, snap = st.session_state.get("selection") or ui.sidebar()
 model = ui.model_or_stop(run, snap)
 st.title("Compare experts")
-if not model.experts():
+if not model.capabilities.mixture:
     st.info(
         f"{run.name} is a {run.family} model with a single latent space:"
         " it has no experts to compare."

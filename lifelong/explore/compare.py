@@ -166,7 +166,8 @@ def side_by_side(models_: dict, x: torch.Tensor, n_samples: int, seed: int = 0) 
     for label, model in models_.items():
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            samples = model.sample(n_samples).cpu()
+            can = model.capabilities.sampling
+            samples = model.sample(n_samples).cpu() if can else x[:0].cpu()
         out[label] = {"recon": model.reconstruct(x.to(model.device)).cpu(), "samples": samples}
     return out
 

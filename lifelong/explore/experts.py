@@ -33,7 +33,7 @@ def through_every_expert(model, x: torch.Tensor, seed: int = 0) -> dict:
 def expert_samples(model, n: int = 8, seed: int = 0) -> dict[int, torch.Tensor]:
     """n samples from each expert's prior and decoder (paper 002 Fig. 17): expert -> images."""
     out = {}
-    for k in model.experts():
+    for k in model.experts() if model.capabilities.sampling else []:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             out[k] = model.sample(n, expert=k).cpu()

@@ -25,7 +25,10 @@ def snapshot_rows(model, tests: list, after_task: int, n: int = 8, seed: int = 0
     for row in rows:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed * 1000 + row["task"])
-            row["samples"] = model.sample(n, task=row["task"]).cpu()
+            if model.capabilities.sampling:
+                row["samples"] = model.sample(n, task=row["task"]).cpu()
+            else:  # a family that does not generate: the row shows inputs and reconstructions
+                row["samples"] = row["x"][:0]
         row["seen"] = row["task"] <= after_task
     return rows
 
@@ -39,8 +42,7 @@ def row_grid(row: dict, scale: int = 2):
 def replayed(model) -> dict[int, torch.Tensor]:
     """Samples a generative-replay family recorded per task (LGM, InfoGAN): task -> images.
     Empty for families without replay."""
-    get = getattr(model, "replayed_samples", None)
-    return dict(get()) if callable(get) else {}
+    return dict(model.replayed_samples()) if model.capabilities.replay else {}
 
 
 def comparable(run, candidates: dict) -> dict:

@@ -30,7 +30,7 @@ ARI_ROWS = ["shared z", "private t"]
 
 def applies(model) -> bool:
     """Whether the model has CPVAE's shared and private codes (the view's capability)."""
-    return all(hasattr(model, m) for m in ("reconstruct_parts", "decode_cross", "swap_shared"))
+    return model.capabilities.populations
 
 
 def learnt(model) -> list[int]:

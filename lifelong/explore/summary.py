@@ -95,37 +95,11 @@ def run_card(run) -> dict:
     }
 
 
-def _fmt(values) -> str:
-    return "[" + ", ".join(f"{v:.3g}" for v in values) + "]"
-
-
 def event_rows(run, upto: int | None = None) -> list[dict]:
-    """The task-boundary events in reading order, one short line each, up to snapshot `upto`."""
-    rows = []
-    for e in run.events:
-        task = e.get("task", 0)
-        if upto is not None and task > upto:
-            continue
-        kind = e["type"]
-        if kind == "assignment":
-            what = (
-                f"eq. 3 on task {task}'s data: loss per expert {_fmt(e['expert_loss'])},"
-                f" p(c) {_fmt(e['p_c'])} -> expert {e['chosen']}"
-            )
-        elif kind == "expert_frozen":
-            what = f"expert {e['expert']} frozen as the depository of task {e['holds_task']}"
-        elif kind == "mixing":
-            what = f"Dirichlet a = {_fmt(e['alpha'])}; training experts {e['trainable']}"
-        elif kind in ("expert_added", "expert_reused"):
-            dist = f" (eq. 24 distances {_fmt(e['distances'])})" if "distances" in e else ""
-            what = f"expert {e['expert']} {kind.split('_')[1]}{dist}"
-        elif kind == "task_holder":
-            what = f"task {task} held by expert {e['expert']}"
-        elif kind == "routing":
-            what = "test data routed (rows: tasks, columns: experts): " + "; ".join(
-                _fmt(r) for r in e["fractions"]
-            )
-        else:
-            what = ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("type", "task"))
-        rows.append({"task": task, "event": kind, "details": what})
-    return rows
+    """The task-boundary events in reading order, one short line each (the event's own
+    `describe()`, lifelong/events.py), up to snapshot `upto`."""
+    return [
+        {"task": e.task, "event": e.kind, "details": e.describe()}
+        for e in run.events
+        if upto is None or e.task <= upto
+    ]

@@ -9,47 +9,52 @@ components, paper 002 Figs. 15-16) come from log.jsonl.
 
 from __future__ import annotations
 
+from lifelong import events
+
 BOOKKEEPING = {"kind", "time", "task", "epoch", "step", "seconds", "n_tasks", "total_steps"}
 
 
 def expert_states(run) -> dict:
     """{"tasks": [t], "experts": [k], "alpha": [T][K] Dirichlet a during task t (None where not
-    logged), "state": [T][K] short text per cell ("free", "frozen: task j", "added", ...)}."""
+    logged), "state": [T][K] short text per cell ("free", "frozen: task j", "pruned", ...)}.
+
+    Every family's events are read the same way (lifelong/events.py): `Mixing` gives a,
+    and each event's `marks()` what it writes in an expert's cell, lasting (frozen, pruned)
+    or for its task only (added, reused), or as a note after the cell's state."""
     n_tasks = len(run.tasks)
-    events = run.events
+    evs = run.events
     n_exp = 0
-    for e in events:
-        n_exp = max(n_exp, len(e.get("alpha", [])), e.get("expert", -1) + 1)
+    for e in evs:
+        if isinstance(e, events.Mixing):
+            n_exp = max(n_exp, len(e.alpha))
+        n_exp = max(n_exp, *(m.expert + 1 for m in e.marks()), 0)
     alpha = [[None] * n_exp for _ in range(n_tasks)]
     state = [[""] * n_exp for _ in range(n_tasks)]
-    holds: dict[int, int] = {}
+    lasting: dict[int, str] = {}
     for t in range(n_tasks):
-        mine = [e for e in events if e.get("task") == t]
+        mine = [e for e in evs if e.task == t]
         for e in mine:
-            if e["type"] == "mixing":
-                alpha[t][: len(e["alpha"])] = e["alpha"]
-            elif e["type"] == "expert_frozen":
-                holds[e["expert"]] = e["holds_task"]
+            if isinstance(e, events.Mixing):
+                alpha[t][: len(e.alpha)] = e.alpha
+            lasting |= {m.expert: m.text for m in e.marks() if m.lasting}
         for k in range(n_exp):
-            if k in holds:
-                state[t][k] = f"frozen: task {holds[k]}"
-            elif alpha[t][k] is not None:
-                state[t][k] = "free"
+            state[t][k] = lasting.get(k) or ("free" if alpha[t][k] is not None else "")
         for e in mine:
-            if e["type"] in ("expert_added", "expert_reused"):
-                word = e["type"].split("_")[1]
-                score = f" (S={min(e['distances']):.3g})" if e.get("distances") else ""
-                state[t][e["expert"]] = f"{word}{score}"
-            elif e["type"] == "task_holder" and not state[t][e["expert"]].startswith("frozen"):
-                state[t][e["expert"]] += " · learns this task"
+            for m in e.marks():
+                if m.lasting or not 0 <= m.expert < n_exp:
+                    continue
+                if not m.note:
+                    state[t][m.expert] = m.text
+                elif m.expert not in lasting:
+                    state[t][m.expert] += f" · {m.text}"
     return {"tasks": run.tasks, "experts": list(range(n_exp)), "alpha": alpha, "state": state}
 
 
 def routing(run, after_task: int) -> list[list[float]] | None:
     """[T][K] fraction of each task's test images routed to each expert after `after_task`."""
     for e in run.events:
-        if e["type"] == "routing" and e.get("after_task") == after_task:
-            return e["fractions"]
+        if isinstance(e, events.Routing) and e.after_task == after_task:
+            return e.fractions
     return None
 
 

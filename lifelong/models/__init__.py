@@ -9,23 +9,25 @@ import os
 import torch
 
 from lifelong.models import plugins
-from lifelong.models.base import GenerativeModel, LatentBlock, config_from_dict, config_to_dict
-from lifelong.models.cpvae import CPVAE, CPVAEConfig
-from lifelong.models.ewc import EWC, EWCConfig
-from lifelong.models.infogan import InfoGAN, InfoGANConfig
-from lifelong.models.lgm import LGM, LGMConfig
-from lifelong.models.lmvae import LMVAE, LMVAEConfig
-from lifelong.models.mvae import MVAE, MVAEConfig
-from lifelong.models.vae import VAE, VAEConfig
+from lifelong.models.base import (
+    Capabilities,
+    GenerativeModel,
+    LatentBlock,
+    config_from_dict,
+    config_to_dict,
+)
+from lifelong.models.cpvae import CPVAE
+from lifelong.models.ewc import EWC
+from lifelong.models.infogan import InfoGAN
+from lifelong.models.lgm import LGM
+from lifelong.models.lmvae import LMVAE
+from lifelong.models.mvae import MVAE
+from lifelong.models.vae import VAE
 
+# family key -> (model class, its config dataclass): both read off the class, which declares
+# them (`family`, `config_cls`), so a plugin registers the same way.
 REGISTRY: dict[str, tuple[type[GenerativeModel], type]] = {
-    "lmvae": (LMVAE, LMVAEConfig),
-    "vae": (VAE, VAEConfig),
-    "ewc": (EWC, EWCConfig),
-    "lgm": (LGM, LGMConfig),
-    "cpvae": (CPVAE, CPVAEConfig),
-    "mvae": (MVAE, MVAEConfig),
-    "infogan": (InfoGAN, InfoGANConfig),
+    cls.family: (cls, cls.config_cls) for cls in (LMVAE, VAE, EWC, LGM, CPVAE, MVAE, InfoGAN)
 }
 
 DESCRIPTIONS = {
@@ -67,6 +69,7 @@ def family(key: str) -> tuple[type[GenerativeModel], type]:
             " package.module:Class for a family of your own"
         )
     REGISTRY[key] = found
+    _describe(key)
     return found
 
 
@@ -75,9 +78,14 @@ def register(key: str, path: str | None = None) -> str:
     (the command line's `--model package.module:Class`; key = path). Returns the key."""
     if key not in REGISTRY:
         REGISTRY[key] = plugins.from_path(path or key)
-        cls = REGISTRY[key][0]
-        DESCRIPTIONS.setdefault(key, (cls.__doc__ or "").strip().split("\n")[0])
+        _describe(key)
     return key
+
+
+def _describe(key: str) -> None:
+    """A plugin's description: the first line of its class docstring, marked as a plugin."""
+    doc = (REGISTRY[key][0].__doc__ or "").strip().split("\n")[0]
+    DESCRIPTIONS.setdefault(key, f"plugin {REGISTRY[key][0].__module__}: {doc}".rstrip(": "))
 
 
 def keys() -> list[str]:
@@ -105,7 +113,7 @@ def options(key: str) -> list[tuple[str, object]]:
 
 def build(key: str, config, arch: dict | None = None) -> GenerativeModel:
     cls, _ = family(key)
-    return cls(config, arch)
+    return cls.create(config, arch)
 
 
 # The most tensor elements a model may hold: its float32 weights, Adam's two moments and a
@@ -158,6 +166,7 @@ def state_shapes(key: str, config, arch: dict | None = None) -> dict[str, tuple[
 __all__ = [
     "REGISTRY",
     "DESCRIPTIONS",
+    "Capabilities",
     "GenerativeModel",
     "LatentBlock",
     "build",

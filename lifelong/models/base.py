@@ -1,7 +1,23 @@
-"""The one interface every family implements (DESIGN.md, "Model interface").
+"""The one interface every family implements (DESIGN.md, "Model interface"): the public
+protocol a family from outside the project implements too (README, "Bring your own model").
 
 Pages, the trainer and the metrics drive models only through this class, so every view works
-with every family that has the capability it needs.
+with every family that has the capability it needs. A family declares what it can do once, in
+`capabilities`, instead of being probed for attributes; its task-boundary hooks return typed
+events (lifelong/events.py). `lifelong.testing.check_family` checks a family against all of it.
+
+What a family implements, with shapes (N images [N, C, H, W] in [0, 1], `config.image_shape`
+= (C, H, W)):
+- `latent_blocks()`: the latent variables, as LatentBlocks;
+- `encode(x, expert)` -> {block: {"mu", "logvar"} [N, dim] or {"logits"} [N, dim]};
+- `decode(codes, expert)` -> [N, C, H, W] Bernoulli means from {block: [N, dim]};
+- `reconstruct(x, expert)`, `sample(n, task, expert)` -> images; `score(x, expert)` -> [N]
+  (higher = explains x better: the ELBO for a VAE);
+- `loss(batch, task)` -> named terms with "total" (or `train_step` for several players);
+- optionally `before_task` / `after_task` (events), `arch()` (what grows), `epoch_stats()`;
+- a mixture (`capabilities.mixture`): `experts()`, `task_experts()`, `route(x)` [N, K].
+A config is a dataclass with a default for every field (the --set options); a `validate()`
+method, when it has one, refuses bad values with a one-line ValueError.
 """
 
 from __future__ import annotations
@@ -13,6 +29,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from lifelong.events import Event
 
 
 @dataclass(frozen=True)
@@ -26,23 +44,56 @@ class LatentBlock:
     owner: int | str | None = None
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a family can do, declared on its class (`capabilities = Capabilities(...)`).
+
+    mixture: experts with their own codes: `experts()`, `route(x)`, and `expert=` on encode,
+        decode, reconstruct, score (the Compare experts, dHSIC and Expert timeline pages);
+    likelihood: how log p(x) is bounded (eval's IWELBO): "bound" from encode / decode_logits
+        (lifelong/likelihood.py), "own" by the family's `log_likelihood_is(x, k)`, "none" for
+        an implicit model (a GAN's generator);
+    populations: shared and private codes (paper 004): `reconstruct_parts`, `decode_cross`,
+        `swap_shared` (the Shared / private page);
+    replay: generative replay whose images `replayed_samples()` keeps (the Forgetting page);
+    sampling: `sample()` generates (the Generation grid, Frechet distance, Fitting Capacity).
+    """
+
+    mixture: bool = False
+    likelihood: str = "bound"
+    populations: bool = False
+    replay: bool = False
+    sampling: bool = True
+
+    def __post_init__(self):
+        if self.likelihood not in ("bound", "own", "none"):
+            raise ValueError(f"likelihood={self.likelihood!r}; valid: bound, own, none")
+
+
 Codes = dict[str, torch.Tensor]  # block name -> [N, dim] values
 Posterior = dict[str, dict[str, torch.Tensor]]  # block name -> {"mu", "logvar"} or {"logits"}
 
 
 class GenerativeModel(nn.Module):
-    """Base class. Subclasses set `family` and `config_cls` and implement the abstract methods.
+    """Base class. Subclasses set `family`, `config_cls` (the registry reads the config class
+    from here) and `capabilities`, and implement the methods the module doc lists.
 
     `arch()` returns the structure that can change during training (experts added, discrete
-    dimension grown); a model is rebuilt from `cls(config, arch)` before loading its weights.
+    dimension grown); a model is rebuilt from `create(config, arch)` before loading its weights.
     """
 
     family: ClassVar[str] = ""
     config_cls: ClassVar[type] = object
-    is_mixture: ClassVar[bool] = False
+    capabilities: ClassVar[Capabilities] = Capabilities()
     # One line the app shows beside every view when set: how this family infers its codes
     # where that differs from an encoder (e.g. InfoGAN's auxiliary network S).
     inference_note: ClassVar[str] = ""
+
+    @classmethod
+    def create(cls, config: Any, arch: dict | None = None) -> GenerativeModel:
+        """The model for `config` and `arch` (how the registry builds one). A family whose
+        options select another class (L-MVAE's supervision) returns it from here."""
+        return cls(config, arch) if arch is not None else cls(config)
 
     def __init__(self, config: Any):
         super().__init__()
@@ -73,6 +124,17 @@ class GenerativeModel(nn.Module):
     def decode(self, codes: Codes, expert: int | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def decode_logits(self, codes: Codes, expert: int | None = None) -> torch.Tensor:
+        """The Bernoulli decoder's logits [N, C, H, W]. By default from `decode`'s means
+        (clamped: float32 saturates within 6e-8 of 1); a family with logits returns them."""
+        p = self.decode(codes, expert).clamp(1e-7, 1 - 1e-7)
+        return torch.log(p) - torch.log1p(-p)
+
+    def log_likelihood_is(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """[N] the family's own importance-sampled log p(x) with k samples: for
+        `capabilities.likelihood == "own"` (CPVAE's eqs. 7-8)."""
+        raise NotImplementedError
+
     def reconstruct(self, x: torch.Tensor, expert: int | None = None) -> torch.Tensor:
         raise NotImplementedError
 
@@ -84,6 +146,11 @@ class GenerativeModel(nn.Module):
 
     def route(self, x: torch.Tensor) -> torch.Tensor | None:
         return None
+
+    def replayed_samples(self) -> dict[int, torch.Tensor]:
+        """For `capabilities.replay`: task -> the replayed images [G, C, H, W] recorded when
+        it started (the Forgetting page shows them)."""
+        return {}
 
     def select(self, x: torch.Tensor) -> torch.Tensor | None:
         """Deterministic expert per sample: [N] long (argmax of `route`), None if no mixture."""
@@ -103,7 +170,8 @@ class GenerativeModel(nn.Module):
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Optimizers for one phase, made after `before_task` (which may freeze or add
         parameters). Families with several players (generator/critic) return one each."""
-        return {"model": torch.optim.Adam(self.trainable_parameters(), lr=self.config.lr)}
+        lr = getattr(self.config, "lr", 1e-3)  # Adam's default where a config names no rate
+        return {"model": torch.optim.Adam(self.trainable_parameters(), lr=lr)}
 
     def train_step(
         self, batch: dict[str, torch.Tensor], task: int, optimizers: dict
@@ -129,11 +197,19 @@ class GenerativeModel(nn.Module):
     def loss(self, batch: dict[str, torch.Tensor], task: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def before_task(self, task: int, data) -> list[dict]:
+    def before_task(self, task: int, data) -> list[Event]:
+        """Called before training on task `task` (`data` its training set: .x, .y, .task):
+        freeze, grow or assign here. Returns the events the timeline shows (events.py)."""
         return []
 
-    def after_task(self, task: int, data) -> list[dict]:
+    def after_task(self, task: int, data) -> list[Event]:
+        """Called after the task's last epoch, before its snapshot. Returns events."""
         return []
+
+    def sync_trainable(self) -> None:
+        """Set `requires_grad` from the model's own state (which experts are frozen), after
+        its weights and buffers were loaded (a snapshot, a checkpoint). Frozen parameters
+        must stay bit-identical while later tasks train (the kit checks it)."""
 
     # -- helpers ---------------------------------------------------------------------------
     @property

@@ -43,9 +43,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lifelong import losses
+from lifelong import events, losses
 from lifelong.models import cpvae_marginal as marginal
-from lifelong.models.base import Codes, GenerativeModel, LatentBlock, Posterior
+from lifelong.models.base import Capabilities, Codes, GenerativeModel, LatentBlock, Posterior
 from lifelong.models.cpvae_objective import cross_population_kl, translate
 from lifelong.models.nets import ConvBody, DecoderHead, DeconvBody, GaussianHead, feature_grid
 
@@ -95,6 +95,7 @@ def _decoder(cfg: CPVAEConfig, latent: int) -> nn.Sequential:
 class CPVAE(GenerativeModel):
     family = "cpvae"
     config_cls = CPVAEConfig
+    capabilities = Capabilities(likelihood="own", populations=True)
 
     def __init__(self, config: CPVAEConfig, arch: dict | None = None):
         super().__init__(config)
@@ -353,27 +354,14 @@ class CPVAE(GenerativeModel):
         self._epoch = self._images // n if n > 0 else self._epoch + 1
         return stats
 
-    def before_task(self, task: int, data) -> list[dict]:
+    def before_task(self, task: int, data) -> list[events.Event]:
         pops = getattr(data, "task", None)
         self._phase = sorted(set(pops.tolist())) if pops is not None else [task]
         self._later_phase = bool(self.seen.any())
         self._epoch, self._images = 0, 0
         objective = "eq. 6 (MI)" if self.uses_mi() else "eq. 3 (ELBO)"
-        return [
-            {
-                "type": "populations",
-                "task": task,
-                "populations": self._phase,
-                "objective": objective,
-            }
-        ]
+        return [events.Populations(task, populations=list(self._phase), objective=objective)]
 
-    def after_task(self, task: int, data) -> list[dict]:
+    def after_task(self, task: int, data) -> list[events.Event]:
         self.seen[self._phase] = True
-        return [
-            {
-                "type": "populations_learnt",
-                "task": task,
-                "learnt": self.seen.nonzero().flatten().tolist(),
-            }
-        ]
+        return [events.PopulationsLearnt(task, learnt=self.seen.nonzero().flatten().tolist())]

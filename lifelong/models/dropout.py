@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from lifelong import events as ev
 from lifelong import losses
 
 SCHEMES = ("none", "gs", "gau")
@@ -95,7 +96,7 @@ class ComponentDropout:
     """Mixin for a mixture (MVAE) with `config` (dropout, temperature, prune_start,
     prune_threshold, min_components, n_components), a `drop_logit` parameter [K], an `active`
     bool buffer [K], `experts()` (the active ids), `progress` within the phase, `_pruned`
-    (events of the phase) and `_epoch`, and `component_modules()`: the ModuleLists indexed by
+    (events of the phase), `_epoch`, `_task`, and `component_modules()`: the ModuleLists indexed by
     component whose parameters a pruned component gives up."""
 
     def dropout_rates(self) -> torch.Tensor:
@@ -127,18 +128,18 @@ class ComponentDropout:
         for k in pruned:
             self.active[k] = False
             self._pruned.append(
-                {
-                    "type": "component_pruned",
-                    "expert": k,
-                    "epoch": self._epoch,
-                    "keep_score": float(score[k]),
-                    "threshold": thr,
-                }
+                ev.ComponentPruned(
+                    self._task,
+                    expert=k,
+                    epoch=self._epoch,
+                    keep_score=float(score[k]),
+                    threshold=thr,
+                )
             )
-        self._sync_requires_grad()
+        self.sync_trainable()
         return pruned
 
-    def _sync_requires_grad(self) -> None:
+    def sync_trainable(self) -> None:
         """A pruned component takes no further part, nor any gradient or optimizer update; the
         flags follow the `active` buffer, so a model rebuilt from a snapshot gets them too."""
         for k in range(self.config.n_components):

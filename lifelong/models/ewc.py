@@ -26,6 +26,7 @@ import torch
 from torch.func import functional_call, grad, vmap
 from torch.nn.utils import parameters_to_vector
 
+from lifelong import events
 from lifelong.models.vae import VAE, VAEConfig
 
 
@@ -102,7 +103,7 @@ class EWC(VAE):
             total += flat.pow(2).sum(0)
         return total / len(x)
 
-    def after_task(self, task: int, data) -> list[dict]:
+    def after_task(self, task: int, data) -> list[events.Event]:
         """Consolidate the finished task: F += F_task on `fisher_samples` of its images (a seeded
         subset, so a resumed run rebuilds the same F) and move the anchor to the current
         parameters."""
@@ -117,13 +118,11 @@ class EWC(VAE):
             self.fisher += f_task
             self.anchor.copy_(parameters_to_vector(self.parameters()))
             self.consolidated += 1
-        return [
-            {
-                "type": "ewc_consolidated",
-                "task": task,
-                "samples": len(x),
-                "fisher_task_mean": float(f_task.mean()),
-                "fisher_task_max": float(f_task.max()),
-                "fisher_total_mean": float(self.fisher.mean()),
-            }
-        ]
+        consolidated = events.EwcConsolidated(
+            task,
+            samples=len(x),
+            fisher_task_mean=float(f_task.mean()),
+            fisher_task_max=float(f_task.max()),
+            fisher_total_mean=float(self.fisher.mean()),
+        )
+        return [consolidated]

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lifelong import losses
-from lifelong.models.base import Codes, GenerativeModel, LatentBlock, Posterior
+from lifelong import events, losses
+from lifelong.models.base import Capabilities, Codes, GenerativeModel, LatentBlock, Posterior
 from lifelong.models.nets import ConvBody, DecoderHead, DeconvBody, GaussianHead, feature_grid
 from lifelong.models.replay import ReplayRecord
 
@@ -130,7 +130,8 @@ class InfoGAN(ReplayRecord, GenerativeModel):
 
     family = "infogan"
     config_cls = InfoGANConfig
-    has_likelihood = False  # an implicit model: lifelong.likelihood computes no bound
+    # an implicit model: lifelong.likelihood computes no bound
+    capabilities = Capabilities(likelihood="none", replay=True)
     inference_note: ClassVar[str] = (
         "InfoGAN has no encoder: its auxiliary network S infers c and d; z is set to 0"
     )
@@ -222,8 +223,8 @@ class InfoGAN(ReplayRecord, GenerativeModel):
     def score(self, x: torch.Tensor, expert: int | None = None) -> torch.Tensor:
         """A GAN has no ELBO. Returns the reconstruction log-likelihood through S then G:
         log Bernoulli(x | G(0, mu_S(x), argmax S(d|x))) summed over pixels, [N] nats, finite
-        and higher-is-better. It is not a bound on log p(x) (`has_likelihood` is False), but
-        it drops when the generator forgets how to produce a task's images, which is what the
+        and higher-is-better. It is not a bound on log p(x) (likelihood "none"), but it drops
+        when the generator forgets how to produce a task's images, which is what the
         forgetting matrix tracks (metrics read it as "elbo")."""
         return losses.bernoulli_log_likelihood(self._inferred_logits(x), x)
 
@@ -350,22 +351,22 @@ class InfoGAN(ReplayRecord, GenerativeModel):
             opt.step()
         return {k: v.detach() for k, v in self._terms(c_terms, g_terms, pi).items()}
 
-    def before_task(self, task: int, data) -> list[dict]:
+    def before_task(self, task: int, data) -> list[events.Event]:
         """From task 1 on (with replay): the generator is copied and frozen as `previous`, whose
         samples join the new task's data (eq. 7), and a grid of replayed images is kept."""
         if task == 0 or not self.config.replay:
             self.previous = None
-            return [{"type": "replay", "task": task, "pi": 1.0, "replay_fraction": 0.0}]
+            return [events.Replay(task, pi=1.0, replay_fraction=0.0)]
         self.previous = self._frozen(copy.deepcopy(self.generator))
         pi = self.real_fraction(task)
-        events = [
-            {"type": "generator_frozen", "task": task},
-            {"type": "replay", "task": task, "pi": pi, "replay_fraction": 1.0 - pi},
+        out = [
+            events.GeneratorFrozen(task),
+            events.Replay(task, pi=pi, replay_fraction=1.0 - pi),
         ]
-        return events + self.record_replay(task)
+        return out + self.record_replay(task)
 
     @torch.no_grad()
-    def after_task(self, task: int, data) -> list[dict]:
+    def after_task(self, task: int, data) -> list[events.Event]:
         """Record S's mean d-distribution over up to 512 of the finished task's images, which
         `sample(task=...)` draws d from."""
         g = torch.Generator().manual_seed(5000 + task)
@@ -377,6 +378,4 @@ class InfoGAN(ReplayRecord, GenerativeModel):
         probs = torch.softmax(logits, dim=1).mean(0).cpu()
         if task < len(self.task_codes):
             self.task_codes[task] = probs.to(self.task_codes.device)
-        return [
-            {"type": "code_usage", "task": task, "probs": [round(p, 4) for p in probs.tolist()]}
-        ]
+        return [events.CodeUsage(task, probs=[round(p, 4) for p in probs.tolist()])]

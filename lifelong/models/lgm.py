@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lifelong import losses
-from lifelong.models.base import Codes, GenerativeModel, LatentBlock, Posterior
+from lifelong import events, losses
+from lifelong.models.base import Capabilities, Codes, GenerativeModel, LatentBlock, Posterior
 from lifelong.models.nets import LGMNet, grow
 from lifelong.models.replay import ReplayRecord
 
@@ -121,6 +121,7 @@ class LGM(ReplayRecord, GenerativeModel):
 
     family = "lgm"
     config_cls = LGMConfig
+    capabilities = Capabilities(replay=True)
 
     def __init__(self, config: LGMConfig, arch: dict | None = None):
         super().__init__(config)
@@ -335,36 +336,28 @@ class LGM(ReplayRecord, GenerativeModel):
         _, logvar = self._q(("enc_body", "enc_head"), torch.sigmoid(rec_logits))
         return -losses.gaussian_entropy(logvar)
 
-    def before_task(self, task: int, data) -> list[dict]:
+    def before_task(self, task: int, data) -> list[events.Event]:
         """From task 1 on: the student becomes the frozen teacher, the new student gets its
         weights (grown by one z_d category, App. 9.8), and a grid of replayed images is kept."""
         if task == 0:
-            return [{"type": "replay", "task": 0, "pi": 1.0, "replay_fraction": 0.0}]
-        events: list[dict] = []
+            return [events.Replay(0, pi=1.0, replay_fraction=0.0)]
+        out: list[events.Event] = []
         self.teacher = self._frozen(copy.deepcopy(self.student))
-        events.append(
-            {"type": "teacher_swapped", "task": task, "teacher_dim": self.teacher.discrete_dim}
-        )
+        out.append(events.TeacherSwapped(task, teacher_dim=self.teacher.discrete_dim))
         if self.config.grow_discrete:
             old = self.discrete_dim
             self.student = grow(self.student, self.config, old + 1, self.config.grow_init)
             self.student.train(self.training)
-            events.append(
-                {
-                    "type": "dimension_grown",
-                    "task": task,
-                    "block": "zd",
-                    "from": old,
-                    "to": old + 1,
-                    "init": self.config.grow_init,
-                }
+            grown = events.DimensionGrown(
+                task, block="zd", from_dim=old, to_dim=old + 1, init=self.config.grow_init
             )
+            out.append(grown)
         pi = self.real_fraction(task)
-        events.append({"type": "replay", "task": task, "pi": pi, "replay_fraction": 1.0 - pi})
-        return events + self.record_replay(task)
+        out.append(events.Replay(task, pi=pi, replay_fraction=1.0 - pi))
+        return out + self.record_replay(task)
 
     @torch.no_grad()
-    def after_task(self, task: int, data) -> list[dict]:
+    def after_task(self, task: int, data) -> list[events.Event]:
         """Record the z_d category the finished task's data is encoded to (the mode of q(z_d|x)
         over up to 512 of its images): sample(task=...) then generates from that code."""
         g = torch.Generator().manual_seed(5000 + task)
@@ -378,12 +371,4 @@ class LGM(ReplayRecord, GenerativeModel):
         if task < len(self.task_code):
             self.task_code[task] = code
         share = float(counts[code]) / max(int(counts.sum()), 1)
-        return [
-            {
-                "type": "task_code",
-                "task": task,
-                "code": code,
-                "share": share,
-                "counts": counts.tolist(),
-            }
-        ]
+        return [events.TaskCode(task, code=code, share=share, counts=counts.tolist())]

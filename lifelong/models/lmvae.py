@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lifelong import events as ev
 from lifelong import losses
 from lifelong.models import stacked
-from lifelong.models.base import Codes, GenerativeModel, LatentBlock, Posterior
+from lifelong.models.base import Capabilities, Codes, GenerativeModel, LatentBlock, Posterior
 from lifelong.models.nets import ConvBody, DeconvBody, VAEExpert
 
 
@@ -84,19 +85,20 @@ def _freeze(module: nn.Module, frozen: bool) -> None:
 class LMVAE(GenerativeModel):
     family = "lmvae"
     config_cls = LMVAEConfig
-    is_mixture = True
+    capabilities = Capabilities(mixture=True)
     # The experts' terms are stacked.expert_terms' plain VAE terms, so they can be vmapped
     # (the supervised subclass adds a class encoder to each expert: it loops).
     stackable_terms = True
 
-    def __new__(cls, config: LMVAEConfig | None = None, arch: dict | None = None):
-        """supervision != "none" builds the supervised subclass, so the family key, the run
-        format and `Family(config, arch)` stay those of L-MVAE."""
-        if cls is LMVAE and config is not None and config.supervision != "none":
+    @classmethod
+    def create(cls, config: LMVAEConfig, arch: dict | None = None) -> LMVAE:
+        """supervision != "none" builds the supervised subclass (eqs. 18-23), so the family
+        key and the run format stay those of L-MVAE."""
+        if cls is LMVAE and config.supervision != "none":
             from lifelong.models.lmvae_supervised import SupervisedLMVAE
 
-            cls = SupervisedLMVAE
-        return super().__new__(cls)
+            return SupervisedLMVAE(config, arch)
+        return cls(config, arch)
 
     def __init__(self, config: LMVAEConfig, arch: dict | None = None):
         super().__init__(config)
@@ -117,7 +119,7 @@ class LMVAE(GenerativeModel):
         self.register_buffer("alpha", torch.full((k,), 1.0 / max(k, 1)))
         self.register_buffer("task_expert", torch.full((config.n_tasks,), -1, dtype=torch.long))
         self.register_buffer("shared_fixed", torch.tensor(False))
-        self._sync_requires_grad()
+        self.sync_trainable()
 
     def _new_expert(self) -> VAEExpert:
         cfg = self.config
@@ -137,7 +139,7 @@ class LMVAE(GenerativeModel):
         d = self.config.latent_dim
         return [LatentBlock(f"z{k}", d, "gaussian", k) for k in self.experts()]
 
-    def _sync_requires_grad(self) -> None:
+    def sync_trainable(self) -> None:
         """Frozen experts get requires_grad=False, so they receive no gradient, and the trainer
         builds its optimizer from trainable_parameters() only, so Adam moments and weight decay
         never touch them either."""
@@ -150,7 +152,7 @@ class LMVAE(GenerativeModel):
                 _freeze(body, bool(self.shared_fixed))
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        self._sync_requires_grad()
+        self.sync_trainable()
         return super().trainable_parameters()
 
     # -- per-expert pieces ---------------------------------------------------------------
@@ -165,7 +167,7 @@ class LMVAE(GenerativeModel):
         z = losses.reparameterise(mu, logvar) if sample else mu
         return losses.vae_terms(self._logits(k, z), x, mu, logvar)
 
-    def _terms_of(self, ks: list[int], x: torch.Tensor, sample: bool = True) -> list[dict]:
+    def _terms_of(self, ks: list[int], x: torch.Tensor, sample: bool = True) -> list[ev.Event]:
         """Eq. 1's terms of the experts `ks` on the same x: one vmapped call over their stacked
         parameters, or a loop (config.expert_batching; L-MVAE-Dyn's shared bodies: a loop)."""
         mode = stacked.resolve(self.config.expert_batching, x.device, len(ks))
@@ -296,25 +298,24 @@ class LMVAE(GenerativeModel):
         bs, nb = self.config.assign_batch_size, self.config.assign_batches
         return [data.x[perm[i * bs : (i + 1) * bs]].to(self.device) for i in range(nb)]
 
-    def before_task(self, task: int, data) -> list[dict]:
-        events: list[dict] = []
+    def before_task(self, task: int, data) -> list[ev.Event]:
+        events: list[ev.Event] = []
         if task > 0:
             events += self._novelty(task, data) if self.config.dynamic else self._assign(task, data)
         elif self.config.dynamic:
             self.trainable[:] = False
             self.trainable[0] = True
-            events.append({"type": "expert_added", "task": task, "expert": 0})
+            events.append(ev.ExpertAdded(task, expert=0))
         self.alpha.copy_(losses.dirichlet_parameters(self.assigned, self.config.dirichlet_e))
-        self._sync_requires_grad()
+        self.sync_trainable()
         trainable = self.trainable.nonzero().flatten().tolist()
         events.append(
-            {
-                "type": "mixing",
-                "task": task,
-                "alpha": self.alpha.tolist(),
-                "trainable": trainable,
-                "frozen": self._frozen_list(),
-            }
+            ev.Mixing(
+                task,
+                alpha=self.alpha.tolist(),
+                trainable=trainable,
+                frozen=self._frozen_list(),
+            )
         )
         return events
 
@@ -322,7 +323,7 @@ class LMVAE(GenerativeModel):
         return (~self.trainable).nonzero().flatten().tolist()
 
     @torch.no_grad()
-    def _assign(self, task: int, data) -> list[dict]:
+    def _assign(self, task: int, data) -> list[ev.Event]:
         """Eqs. 3-5 on several batches of the incoming task. Eq. 3 is read with L = loss
         (-ELBO): then exp(-L_j) is largest for the expert that already fits the new task best,
         1 - its share is smallest, and eq. 4's argmax freezes the expert that fits the new task
@@ -340,15 +341,14 @@ class LMVAE(GenerativeModel):
         self.trainable.copy_(~self.assigned)
         self.task_expert[task - 1] = j
         return [
-            {
-                "type": "assignment",
-                "task": task,
-                "expert_loss": loss.mean(0).tolist(),
-                "p_c": p.tolist(),
-                "log_q": [float(v) for v in log_q],
-                "chosen": j,
-            },
-            {"type": "expert_frozen", "task": task, "expert": j, "holds_task": task - 1},
+            ev.Assignment(
+                task,
+                expert_loss=loss.mean(0).tolist(),
+                p_c=p.tolist(),
+                log_q=[float(v) for v in log_q],
+                chosen=j,
+            ),
+            ev.ExpertFrozen(task, expert=j, holds_task=task - 1),
         ]
 
     @torch.no_grad()
@@ -373,21 +373,21 @@ class LMVAE(GenerativeModel):
                 dists.append((flat - rec).norm(dim=1).mean())
         return torch.stack(dists)
 
-    def _novelty(self, task: int, data) -> list[dict]:
+    def _novelty(self, task: int, data) -> list[ev.Event]:
         """L-MVAE-Dyn (eqs. 24-26): add an expert when every expert is farther than S* from the
         new task, otherwise keep training the nearest one. Shared bodies are fixed after task 0."""
         g = torch.Generator().manual_seed(2000 + task)
         idx = torch.randperm(len(data.x), generator=g)[: self.config.novelty_samples]
         d = self.novelty_distances(data.x[idx].to(self.device))
         self.shared_fixed.fill_(True)
-        event = {"task": task, "distances": d.tolist(), "threshold": self.config.novelty_threshold}
+        found = {"distances": d.tolist(), "threshold": self.config.novelty_threshold}
         if float(d.min()) > self.config.novelty_threshold:  # eq. 25
             self._add_expert()
             chosen = len(self.experts_) - 1
-            event |= {"type": "expert_added", "expert": chosen}
+            event = ev.ExpertAdded(task, expert=chosen, **found)
         else:
             chosen = int(d.argmin())  # eq. 26
-            event |= {"type": "expert_reused", "expert": chosen}
+            event = ev.ExpertReused(task, expert=chosen, **found)
         self.trainable[:] = False
         self.trainable[chosen] = True
         self.assigned[chosen] = True
@@ -401,7 +401,7 @@ class LMVAE(GenerativeModel):
         self.alpha = torch.cat([self.alpha, torch.zeros(1, device=dev)])
 
     @torch.no_grad()
-    def after_task(self, task: int, data) -> list[dict]:
+    def after_task(self, task: int, data) -> list[ev.Event]:
         """Record which trainable expert now holds the task: in L-MVAE-Dyn the chosen one; in
         L-MVAE the best free expert, provisional until eq. 3 names the depository at the next
         task (with K = number of tasks the last task has exactly one free expert)."""
@@ -413,4 +413,4 @@ class LMVAE(GenerativeModel):
             elbo = elbo.mean(0).masked_fill(~self.trainable, float("-inf"))
             holder = int(elbo.argmax())
         self.task_expert[task] = holder
-        return [{"type": "task_holder", "task": task, "expert": holder}]
+        return [ev.TaskHolder(task, expert=holder)]

@@ -1,8 +1,8 @@
 """Supervised and semi-supervised L-MVAE (paper 000, Sec. V, eqs. 18-23).
 
-Built by `LMVAE(config)` when `config.supervision` is "supervised" or "semi", so it is the same
-family ("lmvae"), run format and lifelong machinery (assignment eqs. 3-6, selection eq. 7,
-L-MVAE-Dyn); only the experts and the objective change:
+Built by `LMVAE.create(config)` (what the registry calls) when `config.supervision` is
+"supervised" or "semi", so it is the same family ("lmvae"), run format and lifelong machinery
+(assignment eqs. 3-6, selection eq. 7, L-MVAE-Dyn); only the experts and the objective change:
 
 - each expert i has a second encoder q_sigma_i(d|x) (the "class-specific encoder", a softmax over
   n_classes) beside q_eps_i(z|x), and its decoder reads [z, d] (eq. 18: p(x|z,d), z and d
@@ -189,7 +189,7 @@ class SupervisedLMVAE(LMVAE):
             known &= label_draw(x) < self.config.label_fraction
         return known
 
-    def before_task(self, task: int, data) -> list[dict]:
+    def before_task(self, task: int, data) -> list:
         top = int(data.y.max()) if len(data.y) else -1
         if top >= self.config.n_classes:
             raise ValueError(

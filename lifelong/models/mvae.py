@@ -36,10 +36,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lifelong import events as ev
 from lifelong import hsic, losses
 from lifelong.models import dropout as cdrop
 from lifelong.models import stacked
-from lifelong.models.base import Codes, GenerativeModel, LatentBlock, Posterior
+from lifelong.models.base import Capabilities, Codes, GenerativeModel, LatentBlock, Posterior
 from lifelong.models.nets import (
     ComponentEncoder,
     ConvBody,
@@ -102,7 +103,7 @@ class MVAEConfig:
 class MVAE(cdrop.ComponentDropout, GenerativeModel):
     family = "mvae"
     config_cls = MVAEConfig
-    is_mixture = True
+    capabilities = Capabilities(mixture=True)
 
     def __init__(self, config: MVAEConfig, arch: dict | None = None):
         super().__init__(config)
@@ -126,7 +127,8 @@ class MVAE(cdrop.ComponentDropout, GenerativeModel):
         # Batch-averaged Dirichlet means seen in training: the weights decode() mixes codes
         # with when no image gives them (traversals, prior codes).
         self.register_buffer("mix_weights", torch.full((k,), 1.0 / k))
-        self._pruned: list[dict] = []  # pruning events of the current phase, for after_task
+        self._pruned: list[ev.Event] = []  # pruning events of the current phase, for after_task
+        self._task = 0  # the phase's task: pruning events are tagged with it
         self._epoch = 0
 
     # -- structure -----------------------------------------------------------------------
@@ -375,28 +377,27 @@ class MVAE(cdrop.ComponentDropout, GenerativeModel):
         return stats
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        self._sync_requires_grad()
+        self.sync_trainable()
         return super().trainable_parameters()
 
-    def before_task(self, task: int, data) -> list[dict]:
-        self._pruned, self._epoch = [], 0
+    def before_task(self, task: int, data) -> list[ev.Event]:
+        self._pruned, self._epoch, self._task = [], 0, task
         return []
 
     @torch.no_grad()
-    def after_task(self, task: int, data) -> list[dict]:
+    def after_task(self, task: int, data) -> list[ev.Event]:
         """Pruning events of the phase and the mean Dirichlet parameters a per component on
         (up to) 512 of its images, for the expert timeline."""
         x = data.x[:512].to(self.device)
         a = torch.zeros(self.config.n_components)
         for k in self.experts():
             a[k] = float(self._encode(k, x)[2].mean())
-        mixing = {
-            "type": "mixing",
-            "alpha": a.tolist(),
-            "trainable": self.experts(),
-            "frozen": [],
-            "dropout_rate": self.dropout_rates().tolist(),
-        }
+        mixing = ev.Mixing(
+            task,
+            alpha=a.tolist(),
+            trainable=self.experts(),
+            dropout_rate=self.dropout_rates().tolist(),
+        )
         events = [*self._pruned, mixing]
         self._pruned = []
         return events

@@ -50,13 +50,15 @@ def installed() -> dict[str, EntryPoint]:
 
 def checked(cls, where: str):
     """(cls, cls.config_cls) if `cls` is a usable family class, else PluginError."""
-    from lifelong.models.base import GenerativeModel
+    from lifelong.models.base import Capabilities, GenerativeModel
 
     if not (isinstance(cls, type) and issubclass(cls, GenerativeModel)):
         raise PluginError(f"{where} is not a subclass of lifelong.models.GenerativeModel")
     cfg = getattr(cls, "config_cls", None)
     if not (isinstance(cfg, type) and dataclasses.is_dataclass(cfg)):
         raise PluginError(f"{where} has no config_cls dataclass (its --set options)")
+    if not isinstance(getattr(cls, "capabilities", None), Capabilities):
+        raise PluginError(f"{where}: capabilities is not a lifelong.models.Capabilities")
     try:
         cfg()
     except TypeError as exc:

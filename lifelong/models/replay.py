@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from lifelong import events
+
 
 class ReplayRecord:
     """Mixin for a GenerativeModel with `config.n_tasks`, `config.replay_grid`, `config.image_shape`
@@ -22,7 +24,7 @@ class ReplayRecord:
         )
         self.register_buffer("replay_recorded", torch.zeros(cfg.n_tasks, dtype=torch.bool))
 
-    def record_replay(self, task: int) -> list[dict]:
+    def record_replay(self, task: int) -> list[events.Event]:
         """Keep `config.replay_grid` replayed images for `task`; returns its timeline event."""
         n = self.config.replay_grid
         if not n or task >= self.config.n_tasks:
@@ -30,7 +32,7 @@ class ReplayRecord:
         g = torch.Generator().manual_seed(4000 + task)  # the same grid on a resumed run
         self.replay_images[task] = (self.replay(n, g) * 255).round().to(torch.uint8)
         self.replay_recorded[task] = True
-        return [{"type": "replay_recorded", "task": task, "samples": n}]
+        return [events.ReplayRecorded(task, samples=n)]
 
     def replayed_samples(self) -> dict[int, torch.Tensor]:
         """task -> the replayed images [G, C, H, W] in [0, 1] recorded when it started (the

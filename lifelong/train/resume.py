@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from lifelong import models, runs
+from lifelong import events, models, runs
 from lifelong.train import checkpoint, options
 from lifelong.train.callbacks import prune_log
 from lifelong.train.errors import TrainingError
@@ -158,6 +158,12 @@ def prepare(args, out: Path, tasks: list[str], device, write: bool, pick=False) 
         model, stored = models.build(run.family, config), {}
         where = "start"
     model = model.to(device).train()
+    try:  # events of an older run format are rewritten in this one before new ones join them
+        fmt = manifest.get("events_format", 1)
+        manifest["events"] = [e.to_dict() for e in events.load(manifest["events"], fmt)]
+        manifest["events_format"] = events.FORMAT
+    except ValueError as exc:
+        raise TrainingError(f"cannot resume {out}: {exc}") from None
     if write:
         what = "every task has its snapshot; finishing the run" if next_t is None else None
         _log(f"{out}: {what or 'going on from the ' + where}")
@@ -223,6 +229,5 @@ def _from_checkpoint(family: str, config, ckpt: checkpoint.Checkpoint):
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     for key, value in ckpt.meta.get("attrs", {}).items():
         setattr(model, key, value)
-    if hasattr(model, "_sync_requires_grad"):
-        model._sync_requires_grad()
+    model.sync_trainable()
     return model

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from lifelong import data as ldata
-from lifelong import embedding, evaldata, models, runs
+from lifelong import embedding, evaldata, events, models, runs
 from lifelong.train import checkpoint, ddp, options, resume
 from lifelong.train.callbacks import Callback, JSONLLog, Progress
 from lifelong.train.errors import TrainingError, write_error
@@ -196,7 +196,7 @@ def _run(args, callbacks, out, d, device, tasks, train_sets, test_sets) -> Path:
             data = ldata.join_tasks([train_sets[i] for i in phase], phase)
             _train_task(ctx, model, manifest, t, tasks, data, ckpt)
             ckpt = None
-            manifest["events"] += _tag(model.after_task(t, data), t)
+            manifest["events"] += events.from_hook(model.after_task(t, data), t)
             ddp.broadcast_model(d, model)  # after_task may draw random numbers (EWC's Fisher)
             if d.is_main:
                 _finish_task(ctx, model, manifest, p, t, tasks, test_sets)
@@ -240,9 +240,8 @@ def _finish_task(ctx, model, manifest, p, t, tasks, test_sets) -> None:
         runs.save_extra(out, manifest, "map", t, points)
     model.train()
     if "routing" in row:
-        manifest["events"].append(
-            {"type": "routing", "task": t, "after_task": t, "fractions": row.pop("routing")}
-        )
+        routed = events.Routing(t, after_task=t, fractions=row.pop("routing"))
+        manifest["events"].append(routed.to_dict())
     for name, values in row.items():
         manifest["metrics"].setdefault(name, [])
         manifest["metrics"][name] = manifest["metrics"][name][:p] + [values]
@@ -257,10 +256,6 @@ def _finish_task(ctx, model, manifest, p, t, tasks, test_sets) -> None:
         cb.on_task_end({"task": t, "n_tasks": len(tasks), **{k: v for k, v in row.items()}})
 
 
-def _tag(events: list[dict], task: int) -> list[dict]:
-    return [{"task": task, **e} for e in events]
-
-
 def _rank_seed(seed: int, t: int, epoch: int, rank: int) -> int:
     """Noise seed of ranks > 0 for one epoch (rank 0 keeps the single-process stream)."""
     return zlib.crc32(f"{seed}/{t}/{epoch}/{rank}".encode())
@@ -270,7 +265,7 @@ def _train_task(ctx: _Ctx, model, manifest, t, tasks, data, ckpt) -> None:
     args, d, device = ctx.args, ctx.dist, ctx.device
     if ckpt is None:
         torch.manual_seed(args.seed * 1000 + t)  # per-task seed: a resumed run redoes t exactly
-        manifest["events"] += _tag(model.before_task(t, data), t)
+        manifest["events"] += events.from_hook(model.before_task(t, data), t)
         ddp.broadcast_model(d, model)
         if d.is_main:
             runs.write_manifest(args.out, manifest)

@@ -82,17 +82,13 @@ def test_task_reconstructions_report_routing():
 
 
 def test_event_rows_describe_the_boundaries():
+    from lifelong import events as ev
+
     class FakeRun:
         events = [
-            {
-                "task": 1,
-                "type": "assignment",
-                "expert_loss": [1.0, 2.0],
-                "p_c": [0.3, 0.7],
-                "chosen": 1,
-            },
-            {"task": 1, "type": "expert_frozen", "expert": 1, "holds_task": 0},
-            {"task": 2, "type": "expert_added", "expert": 2, "distances": [5.0, 6.0]},
+            ev.Assignment(1, expert_loss=[1.0, 2.0], p_c=[0.3, 0.7], chosen=1),
+            ev.ExpertFrozen(1, expert=1, holds_task=0),
+            ev.ExpertAdded(2, expert=2, distances=[5.0, 6.0]),
         ]
 
     rows = summary.event_rows(FakeRun(), upto=1)

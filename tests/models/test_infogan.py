@@ -155,7 +155,9 @@ def test_without_replay_nothing_is_mixed_in(tasks):
     model = _model(replay=False)
     for t in range(2):
         events = model.before_task(t, tasks[t])
-        assert events == [{"type": "replay", "task": t, "pi": 1.0, "replay_fraction": 0.0}]
+        assert [e.to_dict() for e in events] == [
+            {"type": "replay", "task": t, "pi": 1.0, "replay_fraction": 0.0}
+        ]
     assert model.previous is None and model.arch() == {"previous": 0}
     assert torch.equal(model.mixed_batch(tasks[1].x[:8], 1), tasks[1].x[:8])
     assert model.replayed_samples() == {}
