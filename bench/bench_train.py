@@ -120,7 +120,7 @@ def bare_lmvae(m):
 
 def bare_mvae(m, full: bool = False):
     """full: + beta * dHSIC of the components' posterior means (eq. 15), median bandwidths
-    floored as the family does."""
+    (the config's heuristic, hsic_bandwidth) floored as the family does (MVAE.independence)."""
     from lifelong import hsic
 
     net = copy.deepcopy(m)
@@ -147,7 +147,7 @@ def bare_mvae(m, full: bool = False):
         )
         loss = (bce(logits, x) + kl + kl_w).mean()
         if full:
-            bw = hsic.median_bandwidths(mus).clamp_min(cfg.hsic_min_bandwidth)
+            bw = hsic.median_bandwidths(mus, cfg.hsic_bandwidth).clamp_min(cfg.hsic_min_bandwidth)
             loss = loss + cfg.beta * hsic.dhsic(mus, bw)
         adam_step(opt, loss)
 

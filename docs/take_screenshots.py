@@ -4,7 +4,10 @@ server in headless Chromium: `python docs/take_screenshots.py [GENERATION_RUN] [
 The browser test (`LIFELONG_SCREENSHOTS=1 LIFELONG_E2E_RUN_ROOTS=pretrained pytest tests/e2e`)
 takes every page on the first shipped run (L-MVAE); the dHSIC heatmap, Shared / private and
 Generation grid are retaken here on the MVAE, CPVAE (Table 1's `cpvae-grassy`), InfoGAN and
-LGM runs. Needs /usr/bin/chromium and the playwright package (never `playwright install`).
+LGM runs; the Latent map's time-lapse of the fine-tuned VAE and of L-MVAE is taken as two
+frames side by side (after the first task | after the last; every task, then task 0 alone),
+`latent-map-vae.png` and `latent-map-lmvae.png`. Needs /usr/bin/chromium and the playwright
+package (never `playwright install`).
 """
 
 import socket
@@ -31,6 +34,49 @@ SHOTS = [  # (url path, run label, file, extra action)
     ("Generation grid", "pretrained/lgm-digits-glyphs-shapes", "generation-lgm"),
     ("Train", "pretrained/lmvae-digits-glyphs-shapes", "train"),
 ]
+TIMELAPSES = [  # (run label, file): the time-lapse's first and last frames side by side
+    ("pretrained/vae-digits-glyphs-shapes", "latent-map-vae"),
+    ("pretrained/lmvae-digits-glyphs-shapes", "latent-map-lmvae"),
+]
+
+
+def timelapse_pair(browser, url: str, run: str, name: str) -> None:
+    """The map component at its first and last frames side by side: every task (top row),
+    then task 0 alone (bottom row: the later tasks switched off in the legend)."""
+    import io
+
+    from PIL import Image
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(120_000)
+    page.goto(f"{url}/latent_map?run={run}")
+    page.locator("iframe[title*=timelapse_map]").wait_for()
+    frame = next(f for f in page.frames if "timelapse_map" in f.url)
+    frame.wait_for_function("window.latentMap && latentMap.paints > 0 && latentMap.s > 1")
+    page.wait_for_timeout(1500)
+    last = frame.evaluate("latentMap.s") - 1
+    shots = []
+    for only_first in (False, True):
+        if only_first:
+            buttons = frame.locator("#legend button")
+            for i in range(1, buttons.count()):
+                buttons.nth(i).click()
+        for k in (0, last):
+            frame.locator("#frame").fill(str(k))
+            frame.wait_for_function(f"latentMap.pos === {k}")
+            frame.evaluate("document.activeElement.blur()")  # no focus ring on the slider
+            page.wait_for_timeout(300)
+            png = frame.locator("#map").screenshot()
+            shots.append(Image.open(io.BytesIO(png)).convert("RGB"))
+    w, h = shots[0].size
+    out = Image.new("RGB", (2 * w + 16, 2 * h + 16), "white")
+    for i, shot in enumerate(shots):
+        out.paste(shot, ((i % 2) * (w + 16), (i // 2) * (h + 16)))
+    out.save(ROOT / "docs" / "screenshots" / f"{name}.png", optimize=True)
+    print("shot", name)
+    page.close()
+
+
 only = sys.argv[2:]
 with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
@@ -85,5 +131,8 @@ try:
             page.screenshot(path=str(ROOT / "docs" / "screenshots" / f"{name}.png"))
             print("shot", name, page.locator("[data-testid=stException]").count(), "exceptions")
             page.close()
+        for run, name in TIMELAPSES:
+            if not only or name in only:
+                timelapse_pair(b, url, run, name)
 finally:
     proc.terminate()

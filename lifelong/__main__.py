@@ -307,7 +307,7 @@ def _pretrain(args) -> int:
     return 0
 
 
-ZOO_EVAL = "iwelbo,ssim,frechet,fitting,mig,dci,forward"
+ZOO_EVAL = "iwelbo,ssim,frechet,fitting,mig,dci,forward,drift"  # drift: + the map's time-lapse
 
 
 def _zoo_eval(run_dir: Path, metrics: str) -> None:

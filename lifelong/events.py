@@ -35,12 +35,15 @@ class Mark:
     """What an event writes in expert `expert`'s cell of the timeline at its task.
 
     `lasting`: the state holds for every later task too (frozen, pruned); `note`: added after
-    whatever the cell says (unless a lasting state holds it) instead of replacing it."""
+    whatever the cell says (unless a lasting state holds it) instead of replacing it;
+    `from_next`: a lasting state that starts with the next task (an expert frozen at the end
+    of the task it learnt)."""
 
     expert: int
     text: str
     lasting: bool = False
     note: bool = False
+    from_next: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,10 @@ class ExpertFrozen(Event):
         return f"expert {self.expert} frozen as the depository of task {self.holds_task}"
 
     def marks(self) -> list[Mark]:
-        return [Mark(self.expert, f"frozen: task {self.holds_task}", lasting=True)]
+        # Alg. 1's reading freezes at the end of the task it holds; the other reading at the
+        # start of the next task: either way the expert is frozen from the next task on.
+        after = self.holds_task >= self.task
+        return [Mark(self.expert, f"frozen: task {self.holds_task}", lasting=True, from_next=after)]
 
 
 @dataclass(frozen=True)

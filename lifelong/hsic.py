@@ -14,12 +14,23 @@ For d = 2 this is exactly the biased HSIC of Gretton et al. (2005), tr(K H L H) 
 centring matrix H = I - 11^T/n. It is >= 0 and is zero in the population limit iff the variables
 are jointly independent (for characteristic kernels such as the Gaussian).
 
-Kernels are Gaussian, k(x, y) = exp(-|x - y|^2 / (2 sigma^2)), with sigma per variable from the
-median heuristic (the median Euclidean distance between distinct samples, Gretton et al. 2008),
-computed on detached values so the bandwidth follows the codes' scale but is not a path for the
-gradient; it can be overridden. Everything else is differentiable, so dHSIC serves as a training
-regulariser. Gram matrices are built from squared distances without a square root (the gradient
-of a distance is undefined at 0, i.e. on the diagonal).
+Kernels are Gaussian, k(x, y) = exp(-|x - y|^2 / (2 sigma^2)), with sigma per variable from a
+median heuristic computed on detached values (the bandwidth follows the codes' scale but is
+not a path for the gradient; it can be overridden). Two heuristics (`heuristic=`):
+
+- "dhsic" (the default): the reference R package dHSIC's (Pfister et al.; cran/dHSIC 2.2,
+  src/rcpp_functions.cpp `median_bandwidth_rcpp`): sigma = sqrt(median(|x_a - x_b|^2) / 2) over
+  distinct pairs, the median being the upper middle value of the sorted squared distances
+  (element m // 2 of m), 0.001 when that median is 0. The package subsamples 1,000 points
+  when n > 1,000; here every sample is used.
+- "distance": sigma = the median distance itself (Gretton et al. 2008's form; the mean of the
+  two middle values for an even count; 1.0 when it is 0): sqrt(2) x wider than "dhsic" for
+  the same codes. MVAE's regulariser was built and tuned with it, and runs trained before the
+  choice existed used it (MVAEConfig.hsic_bandwidth keeps it their meaning).
+
+Everything else is differentiable, so dHSIC serves as a training regulariser. Gram matrices
+are built from squared distances without a square root (the gradient of a distance is
+undefined at 0, i.e. on the diagonal).
 
 `hsic_matrix` computes each variable's Gram matrix once and reuses it for every pair and for the
 joint dHSIC: K = 6 codes of 512 samples take a few tens of milliseconds on one CPU thread.
@@ -42,42 +53,58 @@ def _sq_dists(x: torch.Tensor) -> torch.Tensor:
     return (sq[..., :, None] + sq[..., None, :] - 2.0 * x @ x.mT).clamp_min(0.0)
 
 
-def _median_distances(x: torch.Tensor) -> torch.Tensor:
-    """x [K, n, p] (double) -> [K]: the median Euclidean distance between distinct samples of
-    each of the K sets (the mean of the two middle values when their number is even), 1.0
-    where every sample is identical (median distance 0)."""
+HEURISTICS = ("dhsic", "distance")
+
+
+def check_heuristic(heuristic: str) -> str:
+    """`heuristic` if it is one of HEURISTICS, else a one-line ValueError."""
+    if heuristic not in HEURISTICS:
+        raise ValueError(f"bandwidth heuristic must be 'dhsic' or 'distance', not {heuristic!r}")
+    return heuristic
+
+
+def _median_bandwidths(x: torch.Tensor, heuristic: str) -> torch.Tensor:
+    """x [K, n, p] (double) -> [K]: the median-heuristic bandwidth of each of the K sets of n
+    samples, "dhsic" or "distance" (module docstring)."""
+    check_heuristic(heuristic)
     d2 = _sq_dists(x)
     n = d2.shape[1]
     if n < 2:
         return torch.ones(len(x), dtype=x.dtype, device=x.device)
     iu = torch.triu_indices(n, n, offset=1, device=d2.device)
-    d = d2[:, iu[0], iu[1]].sqrt()  # [K, m]
-    m = d.shape[1]
+    v = d2[:, iu[0], iu[1]]  # [K, m] squared distances between distinct samples
+    m = v.shape[1]
+    if heuristic == "dhsic":  # R dHSIC: nth_element at m / 2, then sqrt(0.5 * it)
+        bw = (0.5 * v.kthvalue(m // 2 + 1, dim=1).values).sqrt()
+        return torch.where(bw > 0, bw, torch.full_like(bw, 0.001))
+    d = v.sqrt()
     med = 0.5 * (d.kthvalue((m + 1) // 2, dim=1).values + d.kthvalue(m // 2 + 1, dim=1).values)
     return torch.where(med > 1e-12, med, torch.ones_like(med))
 
 
-def median_bandwidth(x: torch.Tensor) -> float:
-    """Median heuristic: the median distance between distinct samples of x [n, p] (a float,
-    detached). Falls back to 1.0 when every sample is identical (median distance 0)."""
+def median_bandwidth(x: torch.Tensor, heuristic: str = "dhsic") -> float:
+    """The median-heuristic bandwidth of x [n, p] (a float, detached): "dhsic" (R dHSIC's,
+    sqrt(median squared distance / 2)) or "distance" (the median distance)."""
     with torch.no_grad():
-        return float(_median_distances(x.detach().flatten(1).double()[None])[0])
+        return float(_median_bandwidths(x.detach().flatten(1).double()[None], heuristic)[0])
 
 
-def median_bandwidths(codes: Sequence[torch.Tensor]) -> torch.Tensor:
+def median_bandwidths(codes: Sequence[torch.Tensor], heuristic: str = "dhsic") -> torch.Tensor:
     """`median_bandwidth` of K codes of one shape [n, p] at once: a tensor [K] on their device.
 
     For a training step: one batched computation and no device-to-host copy (on a GPU each
     float() of `median_bandwidth` is a sync)."""
     with torch.no_grad():
         x = torch.stack([c.detach().flatten(1) for c in codes]).double()  # [K, n, p]
-        return _median_distances(x).to(codes[0].dtype)
+        return _median_bandwidths(x, heuristic).to(codes[0].dtype)
 
 
-def gram(x: torch.Tensor, bandwidth: float | torch.Tensor | None = None) -> torch.Tensor:
+def gram(
+    x: torch.Tensor, bandwidth: float | torch.Tensor | None = None, heuristic: str = "dhsic"
+) -> torch.Tensor:
     """Gaussian Gram matrix of x [n, p]: [n, n] with entries exp(-|x_a - x_b|^2 / (2 s^2)),
     s = `bandwidth` (a float, or a 0-d tensor left on its device) or the median heuristic."""
-    s = median_bandwidth(x) if bandwidth is None else bandwidth
+    s = median_bandwidth(x, heuristic) if bandwidth is None else bandwidth
     if not torch.is_tensor(s):
         s = float(s)
         if s <= 0:
@@ -85,9 +112,10 @@ def gram(x: torch.Tensor, bandwidth: float | torch.Tensor | None = None) -> torc
     return torch.exp(-_sq_dists(x.flatten(1)) / (2.0 * s * s))
 
 
-def _bandwidths(codes: Sequence[torch.Tensor], bandwidth: Bandwidth) -> list[float]:
+def _bandwidths(codes: Sequence[torch.Tensor], bandwidth: Bandwidth, heuristic: str) -> list:
+    check_heuristic(heuristic)
     if bandwidth is None:
-        return [median_bandwidth(c) for c in codes]
+        return [median_bandwidth(c, heuristic) for c in codes]
     if isinstance(bandwidth, (int, float)):
         return [float(bandwidth)] * len(codes)
     if torch.is_tensor(bandwidth):  # [K] on the codes' device: no host copy
@@ -126,19 +154,24 @@ def dhsic_from_grams(grams: Sequence[torch.Tensor]) -> torch.Tensor:
     return term1 + term2 - 2.0 * rows.mean()
 
 
-def dhsic(codes: Sequence[torch.Tensor], bandwidth: Bandwidth = None) -> torch.Tensor:
+def dhsic(
+    codes: Sequence[torch.Tensor], bandwidth: Bandwidth = None, heuristic: str = "dhsic"
+) -> torch.Tensor:
     """dHSIC(z_1, ..., z_d) (paper 002 eq. 15) of d >= 2 variables given as [n, p_j] samples
-    (row a of every tensor is the same draw); a differentiable scalar."""
+    (row a of every tensor is the same draw); a differentiable scalar. With bandwidth=None and
+    the default heuristic it is what R's dHSIC::dhsic(X)$dHSIC computes for n <= 1000."""
     _check(codes)
-    bw = _bandwidths(codes, bandwidth)
+    bw = _bandwidths(codes, bandwidth, heuristic)
     return dhsic_from_grams([gram(c, s) for c, s in zip(codes, bw, strict=True)])
 
 
-def hsic(x: torch.Tensor, y: torch.Tensor, bandwidth: Bandwidth = None) -> torch.Tensor:
+def hsic(
+    x: torch.Tensor, y: torch.Tensor, bandwidth: Bandwidth = None, heuristic: str = "dhsic"
+) -> torch.Tensor:
     """Biased HSIC (paper 002 eq. 14) between paired samples x [n, p] and y [n, q]:
     tr(K H L H) / n^2, a differentiable scalar (equals dhsic([x, y]))."""
     _check([x, y])
-    bx, by = _bandwidths([x, y], bandwidth)
+    bx, by = _bandwidths([x, y], bandwidth, heuristic)
     return (_centre(gram(x, bx)) * gram(y, by)).mean()
 
 
@@ -157,6 +190,7 @@ def hsic_matrix(
     bandwidth: Bandwidth = None,
     normalise: bool = False,
     joint: bool = True,
+    heuristic: str = "dhsic",
 ) -> HSICResult:
     """Pairwise HSIC of K variables (paper 002 Fig. 12) and their joint dHSIC (eq. 15).
 
@@ -164,9 +198,10 @@ def hsic_matrix(
     the pairwise matrix is then one product of the flattened centred Grams (HSIC(i, j) =
     <H K_i H, H K_j H> / n^2). normalise=True divides by sqrt(HSIC(i,i) HSIC(j,j)), giving values
     in [0, 1] comparable across bandwidths and latent sizes. joint=False skips the dHSIC.
+    heuristic: the median heuristic used where no bandwidth is given ("dhsic" / "distance").
     """
     _check(codes)
-    bw = _bandwidths(codes, bandwidth)
+    bw = _bandwidths(codes, bandwidth, heuristic)
     grams = [gram(c, s) for c, s in zip(codes, bw, strict=True)]
     n = grams[0].shape[0]
     flat = torch.stack([_centre(k).reshape(-1) for k in grams])  # [K, n^2]

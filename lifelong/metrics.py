@@ -177,6 +177,7 @@ DEFINITIONS: dict[str, MetricDef] = {
     "ari": MetricDef("k-means ARI of codes vs classes", "", True),
     "transfer": MetricDef("MSE through each expert (paper 000 eq. 27)", "", False),
     "task_shares": MetricDef("share of samples generated for task j that look like it", "", True),
+    "drift": MetricDef("latent drift (distance moved / spread when learnt)", "", False),
 }
 
 
@@ -268,6 +269,44 @@ def forward_transfer(
     return sum(vals) / len(vals) if vals else None
 
 
+def drift(
+    codes: list, task, after_tasks: list[int] | None = None, n_tasks: int | None = None
+) -> list[list[float | None]]:
+    """Latent drift [snapshot k][task j]: how far task j's codes moved after it was learnt.
+
+    `codes[k]` [N, d_k] are the codes of the same N images at snapshot k (row k: after task
+    `after_tasks[k]`, default k), `task` [N] each image's task. With r the first snapshot
+    taken after task j was trained, the value is
+
+        mean_i ||z_i^k - z_i^r|| / s_j,   s_j = sqrt(mean_i ||z_i^r - mean(z^r)||^2)
+
+    over task j's images: the mean Euclidean distance its codes moved, in units of their RMS
+    spread around their mean when task j was learnt, so runs with codes of any scale compare
+    (0 = unchanged; sqrt(2) ~ as far apart as two random codes of the task). Codes of fewer
+    dimensions (a snapshot before a block grew) are padded with zeros. None before task j was
+    learnt, and where it has no image or no spread."""
+    arrays = [np.asarray(c, dtype=np.float64) for c in codes]
+    task = np.asarray(task)
+    after_tasks = list(range(len(arrays))) if after_tasks is None else list(after_tasks)
+    n_tasks = int(task.max()) + 1 if n_tasks is None and len(task) else int(n_tasks or 0)
+    width = max((a.shape[1] for a in arrays), default=0)
+    arrays = [np.pad(a, ((0, 0), (0, width - a.shape[1]))) for a in arrays]
+    out = [[None] * n_tasks for _ in arrays]
+    for j in range(n_tasks):
+        r = _learnt_row(j, after_tasks)
+        rows = task == j
+        if r is None or not rows.any():
+            continue
+        ref = arrays[r][rows]
+        spread = math.sqrt(float(((ref - ref.mean(0)) ** 2).sum(1).mean()))
+        if not spread > 0:
+            continue
+        for k in range(r, len(arrays)):
+            moved = np.linalg.norm(arrays[k][rows] - ref, axis=1).mean()
+            out[k][j] = finite(float(moved) / spread)
+    return out
+
+
 def finite(value: float) -> float | None:
     """JSON-safe float: NaN/inf become None."""
     return None if value is None or not math.isfinite(value) else float(value)
@@ -295,6 +334,19 @@ EVAL_METRICS = {
     "seen tasks per snapshot, and [after task k][task j]",
     "populations": "CPVAE (paper 004, last snapshot): eqs. 7-8 population accuracy with k "
     "importance samples (Table 2) and k-means ARI of shared / private codes (Table 1)",
+    "drift": "latent drift: mean distance task j's codes (every test image, through the expert "
+    "holding it for mixtures) moved from the snapshot after task j to snapshot k, over their "
+    "spread then; lower is steadier [after task k][task j]. --write also stores the Latent "
+    "map's time-lapse (one PCA of those codes over every snapshot)",
 }
-EVAL_MATRIX = ("iwelbo", "ssim", "frechet", "fitting", "ari", "transfer", "task_shares")
+EVAL_MATRIX = (
+    "iwelbo",
+    "ssim",
+    "frechet",
+    "fitting",
+    "ari",
+    "transfer",
+    "task_shares",
+    "drift",
+)
 EVAL_NEEDS_CLASSIFIER = ("frechet", "fitting", "task_shares")

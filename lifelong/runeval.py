@@ -28,6 +28,7 @@ METRICS, MATRIX, NEEDS_CLASSIFIER = (
     metrics.EVAL_NEEDS_CLASSIFIER,
 )
 stored_eval = runs.stored_eval  # noqa: F401 (re-exported for the command line)
+DRIFT_IMAGES = 10_000  # test images of a task the drift follows (Fashion-MNIST's whole split)
 
 
 def parse_metrics(text: str | None) -> list[str]:
@@ -58,6 +59,7 @@ def _key(run, name: str, params: dict, classifier=None) -> dict:
         "populations": ("k", "samples", "seed"),
         "task_shares": ("samples", "seed"),
         "fitting": ("samples", "seed"),
+        "drift": (),  # every test image (up to DRIFT_IMAGES a task), no sampling
     }[name]
     key = {
         "params": {p: params[p] for p in used},
@@ -136,6 +138,7 @@ def evaluate_run(
         except DataError as exc:  # the probe learns from training images: not stored
             skipped["task_shares"] = f"needs the training data, not on this machine ({exc})"
             matrix.remove("task_shares")
+    drift = _Drift(tests) if "drift" in matrix else None
     for after in run.snapshots:
         if not matrix:
             break
@@ -143,6 +146,9 @@ def evaluate_run(
         model = run.load_model(after)
         for name in list(matrix):
             try:
+                if name == "drift":
+                    drift.add(model)
+                    continue
                 row = _matrix_row(name, model, tests, after, params, classifier, probe)
             except (Unsupported, NotImplementedError) as exc:
                 skipped[name] = _reason(model, exc)
@@ -150,6 +156,8 @@ def evaluate_run(
                 values.pop(name, None)
                 continue
             _append(values, name, row)
+    if drift is not None and "drift" in matrix:
+        values["drift"], out["extras"] = drift.result(run, tests)
     last = run.load_model(run.snapshots[-1])
     for name in ("mig", "dci"):
         if name in todo_names:
@@ -174,6 +182,40 @@ def evaluate_run(
             out["entries"][name] = {"value": values[name], "key": key, "computed": now}
     out["skipped"] |= skipped
     return out
+
+
+class _Drift:
+    """The codes of every test image at each snapshot, in the drift's space
+    (embedding.drift_space): the latent drift matrix and the Latent map's time-lapse, one
+    PCA of the same codes (stored beside the last snapshot by `store`)."""
+
+    def __init__(self, tests):
+        from lifelong.embedding import every_point
+
+        self.tests, self.points = tests, every_point(tests, DRIFT_IMAGES)
+        self.codes, self.experts, self.space = [], [], "routed"
+
+    def add(self, model) -> None:
+        from lifelong.embedding import codes_of, drift_space
+
+        self.space = drift_space(model)
+        try:
+            c, e = codes_of(model, self.tests, self.points, self.space)
+        except NotImplementedError:
+            raise Unsupported(f"{model.family} has no encoder to read codes from") from None
+        self.codes.append(c)
+        self.experts.append(e)
+
+    def result(self, run, tests) -> tuple[dict, dict]:
+        from lifelong.explore import timelapse
+
+        tl = timelapse.from_codes(
+            self.points, self.codes, self.experts, run.snapshots, len(tests), self.space, "PCA"
+        )
+        counts = torch.bincount(self.points["task"], minlength=len(tests)).tolist()
+        value = {"per_task": tl.drift, "space": self.space, "images": counts}
+        extras = {timelapse.KIND: (run.snapshots[-1], timelapse.to_tensors(tl, tests))}
+        return value, extras
 
 
 def _jsonable(value):
@@ -297,6 +339,8 @@ def store(run, result: dict) -> None:
     if result["entries"]:
         block = manifest.setdefault("eval", {"format": FORMAT, "metrics": {}})
         block.setdefault("metrics", {}).update(result["entries"])
+    for kind, (task, tensors) in result.get("extras", {}).items():  # the drift's time-lapse
+        runs.save_extra(run.path, manifest, kind, task, tensors)
     added = add_evaldata(run, manifest)
     if added:
         result.setdefault("evaldata_added", added)
@@ -354,6 +398,9 @@ def format_eval(run, result: dict) -> list[str]:
         head = f"{name}{tag}: {METRICS[name]}"
         if name in ("iwelbo", "ssim", "ari"):
             lines += _table(head, v, "after", t, after)
+        elif name == "drift":
+            lines += _table(head, v["per_task"], "after", t, after)
+            lines.append(f"codes: {v['space']}; test images per task: {v['images']}")
         elif name in ("frechet", "fitting"):
             lines += _table(head, v["per_task"], "after", t, after)
             seen = ", ".join(

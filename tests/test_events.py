@@ -130,12 +130,15 @@ def test_the_timeline_shows_pruned_components_from_then_on():
     assert state[2] == ["", "", "pruned (keep 0.05)"]  # nothing logged for task 2 but pruning
 
 
-def test_the_timeline_reads_lmvae_events_as_before():
+@pytest.mark.parametrize("frozen_at", [0, 1], ids=["finished (Alg. 1)", "incoming"])
+def test_the_timeline_shows_an_expert_frozen_from_the_next_task(frozen_at):
+    """Eq. 3 read on the finished task freezes at the end of task 0 (event of task 0); read
+    on the incoming task, at the start of task 1: the timeline reads both the same way."""
     run = _run(
         [
             events.Mixing(0, alpha=[1.0, 1.0], trainable=[0, 1]),
             events.TaskHolder(0, expert=0),
-            events.ExpertFrozen(0, expert=0, holds_task=0),
+            events.ExpertFrozen(frozen_at, expert=0, holds_task=0),
             events.Mixing(1, alpha=[0.01, 1.0], trainable=[1]),
             events.TaskHolder(1, expert=1),
         ],
@@ -143,7 +146,7 @@ def test_the_timeline_reads_lmvae_events_as_before():
     )
     out = timeline.expert_states(run)
     assert out["state"] == [
-        ["frozen: task 0", "free"],
+        ["free · learns this task", "free"],
         ["frozen: task 0", "free · learns this task"],
     ]
     assert out["alpha"][1] == [0.01, 1.0]

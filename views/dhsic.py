@@ -13,11 +13,30 @@ st.title("dHSIC heatmap")
 if not model.experts():
     st.info(f"{run.name} is a {run.family} model with one latent space: no experts to compare.")
     st.stop()
+HEURISTICS = {
+    "dhsic": "dHSIC package: sqrt(median squared distance / 2)",
+    "distance": "median distance (√2 wider)",
+}
+tests = ui.test_sets(run)
+heuristic = st.radio(
+    "Bandwidth heuristic",
+    list(HEURISTICS),
+    format_func=HEURISTICS.get,
+    horizontal=True,
+    key="dh_heuristic",
+    help="'distance' is the kernel width MVAE's regulariser is trained with by default"
+    " (MVAEConfig.hsic_bandwidth)",
+)
 st.caption(
     "Pairwise HSIC between the experts' codes of the same images (paper 002 eq. 14, Fig. 12)"
-    " and their joint dHSIC (eq. 15); Gaussian kernels, median-heuristic bandwidths."
+    " and their joint dHSIC (eq. 15); Gaussian kernels, bandwidth per expert from the median"
+    + (
+        " heuristic of the R dHSIC package (Pfister et al.): σ = sqrt(median |z_a − z_b|² / 2),"
+        " so the joint dHSIC matches `dHSIC::dhsic` on the same codes."
+        if heuristic == "dhsic"
+        else " distance σ = median |z_a − z_b|, √2 wider than the R dHSIC package's heuristic."
+    )
 )
-tests = ui.test_sets(run)
 c1, c2, c3, c4 = st.columns([2, 1, 2, 1])
 task = c1.selectbox(
     "Images",
@@ -47,7 +66,7 @@ def show(col, the_run, the_model, key):
         x = dependence.images(
             ui.test_sets(the_run, note=the_run is not run), task if the_run is run else None, int(n)
         )
-        h = dependence.heatmap(the_model, x.to(the_model.device), scale, normalise)
+        h = dependence.heatmap(the_model, x.to(the_model.device), scale, normalise, heuristic)
         labels = [f"expert {k}" for k in h["experts"]]
         fig = ui.heatmap(h["matrix"], labels, labels)
         # plotly heatmaps emit no selection in Streamlit: invisible markers on the cells do
@@ -100,6 +119,8 @@ if result:
     )
     ui.figure(fig, f"{run.name}-hsic-pair-{i}-{j}", "dh-pair")
     st.caption(
-        f"HSIC {h['matrix'][i][j]:.3g}; bandwidths "
+        f"HSIC {h['matrix'][i][j]:.3g}; bandwidths ({h['heuristic']} heuristic"
+        + (f" × {scale}" if scale != 1.0 else "")
+        + ") "
         + ", ".join(f"{b:.3g}" for b in h["bandwidths"])
     )

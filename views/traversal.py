@@ -1,8 +1,9 @@
-"""Latent traversal: one slider per latent variable decoding live, and the -3..3 sweep grid."""
+"""Latent traversal: one slider per latent variable decoding live in the page, the -3..3 grid."""
 
 import numpy as np
 import streamlit as st
 
+import traversal_panel
 import ui
 from lifelong.explore import images, traversal
 
@@ -14,14 +15,15 @@ st.caption(
 )
 
 tests = ui.test_sets(run)
+experts = model.experts()
+expert_opts = (["routed"] if experts else []) + experts
+traversal_panel.restore_selection([len(t) for t in tests], expert_opts or ["—"])  # ?tv=
 c1, c2, c3 = st.columns([2, 1, 2])
 source = c1.selectbox("Input", ["test image", "prior sample"], key="tv_source")
 task = c1.selectbox(
     "Task", range(len(run.tasks)), key="tv_task", format_func=lambda j: f"{j}: {run.tasks[j]}"
 )
-index = c2.number_input("Image / seed", 0, len(tests[task]) - 1, 0, key="tv_index")
-experts = model.experts()
-expert_opts = (["routed"] if experts else []) + experts
+index = c2.number_input("Image / seed", 0, len(tests[task]) - 1, key="tv_index")
 choice = c3.selectbox(
     "Expert",
     expert_opts or ["—"],
@@ -44,12 +46,17 @@ if start.expert is not None:
     st.caption(f"Decoding through expert {start.expert} ({how}).")
 state_key = f"{run.name}-{snap}-{source}-{task}-{index}-{start.expert}"
 
-
-ui.live_decoder(model, start, state_key)
-
-st.subheader("Every variable swept")
 data = tests[task].x[:512].to(model.device)
 kl = traversal.informativeness(model, data, start.expert)
+by_index = [(n, i) for n, v in kl.items() for i in range(len(v))]
+by_kl = sorted(by_index, key=lambda r: -kl[r[0]][r[1]])
+# the panel (traversal_panel.py) decodes in the page while a slider moves; the grid and the
+# exports below follow the values it holds when the drag ends
+address = traversal_panel.selection_text(source, task, index, choice)
+values = traversal_panel.panel(model, start, state_key, pad=by_kl[:2], address=address)
+here = traversal.Start(start.expert, values, start.routed)
+
+st.subheader("Every variable swept")
 s1, s2, s3 = st.columns([2, 2, 3])
 n_values = s1.slider("Values per row", 5, 15, 9, 2, key="tv_nvalues")
 order_by = s2.radio("Rows", ["most informative first", "index"], key="tv_order")
@@ -61,15 +68,13 @@ span = s3.radio(
     help=f"posterior: each variable's min..max posterior mean over task {task}'s test images"
     " (disentanglement_lib's choice)",
 )
-rows = [(name, i) for name, vals in kl.items() for i in range(len(vals))]
-if order_by == "most informative first":
-    rows.sort(key=lambda r: -kl[r[0]][r[1]])
+rows = by_kl if order_by == "most informative first" else by_index
 ranges = traversal.posterior_ranges(model, data, start.expert) if span != "prior −3..3" else None
-values = np.linspace(-3, 3, n_values)
+sweep_at = np.linspace(-3, 3, n_values)
 if not rows:
     st.info(f"{run.family}: this expert has no Gaussian latent variables to sweep.")
     st.stop()
-imgs, _ = traversal.sweep(model, start, values, order=rows, ranges=ranges)
+imgs, _ = traversal.sweep(model, here, sweep_at, order=rows, ranges=ranges)
 labels = [f"{n}[{i}] (KL {kl[n][i]:.2f})" for n, i in rows]
 grid_col, in_col = st.columns([5, 1])
 grid_col.image(
@@ -77,7 +82,7 @@ grid_col.image(
     caption="rows, top to bottom: "
     + ", ".join(labels)
     + (
-        "; columns: " + " ".join(f"{v:+.1f}" for v in values)
+        "; columns: " + " ".join(f"{v:+.1f}" for v in sweep_at)
         if ranges is None
         else "; columns: each variable's own min..max"
     ),

@@ -29,13 +29,18 @@ def images(tests: list, task: int | None, n: int = 512, seed: int = 0) -> torch.
     return torch.cat([d.x[torch.randperm(len(d), generator=g)[:per]] for d in pool])[:n]
 
 
-def heatmap(model, x: torch.Tensor, scale: float = 1.0, normalise: bool = True) -> dict:
+def heatmap(
+    model, x: torch.Tensor, scale: float = 1.0, normalise: bool = True, heuristic: str = "dhsic"
+) -> dict:
     """Pairwise HSIC between experts and their joint dHSIC on images x.
 
-    scale multiplies each expert's median-heuristic bandwidth (1 = the heuristic). Returns
-    {"experts", "matrix" [K, K] list, "joint", "bandwidths", "codes": list of [n, d_k]}."""
+    scale multiplies each expert's median-heuristic bandwidth (1 = the heuristic); heuristic:
+    "dhsic" (the R dHSIC package's, sqrt(median squared distance / 2)) or "distance" (the
+    median distance, sqrt(2) wider; MVAE's regulariser by default). Returns {"experts",
+    "matrix" [K, K] list, "joint", "mean_pairwise", "bandwidths", "heuristic", "codes": list
+    of [n, d_k]}."""
     codes = expert_codes(model, x)
-    bw = [scale * hsic.median_bandwidth(c) for c in codes]
+    bw = [scale * hsic.median_bandwidth(c, heuristic) for c in codes]
     res = hsic.hsic_matrix(codes, bandwidth=bw, normalise=normalise)
     return {
         "experts": model.experts(),
@@ -43,6 +48,7 @@ def heatmap(model, x: torch.Tensor, scale: float = 1.0, normalise: bool = True) 
         "joint": float(res.joint),
         "mean_pairwise": float(hsic.mean_pairwise(res.matrix)),
         "bandwidths": res.bandwidths,
+        "heuristic": heuristic,
         "codes": codes,
     }
 

@@ -1,10 +1,11 @@
-"""The Latent map: 2-D projections (PCA, t-SNE, UMAP) of latent codes of a fixed sample.
+"""The Latent map: 2-D projections (PCA, t-SNE, UMAP) of latent codes.
 
 A default map (PCA of the routed codes of up to MAP_POINTS test images) is computed when a
-snapshot is written and stored beside it (`map-XX.safetensors`), so the page's first paint
-reads it and fits nothing. Other spaces (one expert's codes for every image, paper 002 Figs.
-11, 13; one block such as CPVAE's shared or private codes, paper 004 Fig. 3) and other
-methods are computed on request, off the page's script thread (ui.py).
+snapshot is written and stored beside it (`map-XX.safetensors`); the page shows it while the
+time-lapse over every snapshot (lifelong/explore/timelapse.py) is computed, unless the run
+stores one. Spaces: each task's expert, the routed expert, one expert's codes for every
+image (paper 002 Figs. 11, 13), one block such as CPVAE's shared or private codes (paper 004
+Fig. 3).
 """
 
 from __future__ import annotations
@@ -26,22 +27,6 @@ from lifelong.embedding import (  # noqa: F401
 )
 
 
-def compute(run_path, after_task: int, space: str, method: str, tests: list, n_points=MAP_POINTS):
-    """A map computed from scratch for a run's snapshot: the default sample of `tests` (the
-    page's test data: the datasets or the run's stored evaluation images), its codes in
-    `space`, projected by `method`. Loads its own model (it runs in a worker thread, apart
-    from the page's objects). Returns the same fields a stored map has."""
-    from lifelong.runs import open_run
-
-    torch.set_num_threads(1)
-    run = open_run(run_path)
-    model = run.load_model(after_task)
-    points = sample(tests, n_points)
-    codes, expert = encode(model, images_of(tests, points), space)
-    xy = project(codes, method, run.manifest.get("seed", 0))
-    return {**points, "xy": torch.from_numpy(xy), "expert": torch.from_numpy(expert)}
-
-
 def restrict(points: dict, tests: list) -> dict | None:
     """A stored map's points that `tests` hold, their indexes made positions in `tests`.
 
@@ -56,8 +41,20 @@ def restrict(points: dict, tests: list) -> dict | None:
     n = len(points["task"])
     if any(len(points[k]) != n for k in keys) or points["xy"].shape[1:] != (2,):
         return None
-    task, index = points["task"].long(), points["index"].long().clone()
-    keep = torch.zeros(n, dtype=torch.bool)
+    keep, index = locate(points["task"].long(), points["index"].long(), tests)
+    if not bool(keep.any()):
+        return None
+    out = {k: points[k][keep] for k in keys}
+    out["index"] = index[keep]
+    return out
+
+
+def locate(task: torch.Tensor, index: torch.Tensor, tests: list):
+    """(keep [N] bool, index [N]): which stored points (task, index in the task's full test
+    split) `tests` hold, and their positions in it. A stored sample (evaldata.StoredTask)
+    holds the images its `index` names; other data holds positions 0..len-1."""
+    index = index.clone()
+    keep = torch.zeros(len(task), dtype=torch.bool)
     for j, data in enumerate(tests):
         sel = task == j
         full = getattr(data, "index", None)  # a stored sample's positions, sorted
@@ -68,31 +65,7 @@ def restrict(points: dict, tests: list) -> dict | None:
         found = sel & (full[pos] == index)
         keep |= found
         index = torch.where(found, pos, index)
-    if not bool(keep.any()):
-        return None
-    out = {k: points[k][keep] for k in keys}
-    out["index"] = index[keep]
-    return out
-
-
-def table(points: dict, tests: list) -> list[dict]:
-    """One row per point (for the CSV download): coordinates, task, index, class, expert."""
-    rows = []
-    for i in range(len(points["xy"])):
-        t, idx = int(points["task"][i]), int(points["index"][i])
-        classes = tests[t].classes
-        label = int(points["label"][i])
-        rows.append(
-            {
-                "x": float(points["xy"][i, 0]),
-                "y": float(points["xy"][i, 1]),
-                "task": t,
-                "index": idx,
-                "class": classes[label] if label < len(classes) else str(label),
-                "expert": int(points["expert"][i]),
-            }
-        )
-    return rows
+    return keep, index
 
 
 @torch.no_grad()
@@ -104,12 +77,22 @@ def point_images(model, tests: list, points: dict, i: int) -> torch.Tensor:
     return torch.cat([x, recon]).cpu()
 
 
-def warm_up_umap() -> float:
+def warm_up_umap(delay: float = 3.0) -> float:
     """Import umap-learn and fit a tiny map, so numba compiles its kernels now (about 30 s
     on 2 CPU cores the first time; its on-disk cache makes later processes faster) rather
-    than when a user asks for UMAP. Returns the seconds spent; 0 without umap-learn."""
+    than when a user asks for UMAP. Called in a thread of its own (the app's), it waits
+    `delay` seconds and runs at the lowest CPU priority (Linux: that thread alone), so the
+    page it warms up for paints first. Returns the seconds spent; 0 without umap-learn."""
+    import os
+    import threading
     import time
 
+    if threading.current_thread() is not threading.main_thread():
+        time.sleep(delay)
+        try:  # a thread is a task of its own on Linux: nice it, not the server
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
     t0 = time.perf_counter()
     try:
         import umap  # noqa: F401

@@ -31,12 +31,17 @@ def expert_states(run) -> dict:
     alpha = [[None] * n_exp for _ in range(n_tasks)]
     state = [[""] * n_exp for _ in range(n_tasks)]
     lasting: dict[int, str] = {}
+    pending: dict[int, str] = {}  # lasting states that start with the next task
     for t in range(n_tasks):
         mine = [e for e in evs if e.task == t]
+        lasting |= pending
+        pending = {}
         for e in mine:
             if isinstance(e, events.Mixing):
                 alpha[t][: len(e.alpha)] = e.alpha
-            lasting |= {m.expert: m.text for m in e.marks() if m.lasting}
+            for m in e.marks():
+                if m.lasting:
+                    (pending if m.from_next else lasting)[m.expert] = m.text
         for k in range(n_exp):
             state[t][k] = lasting.get(k) or ("free" if alpha[t][k] is not None else "")
         for e in mine:

@@ -64,6 +64,73 @@ def start_from_prior(model, expert: int | None, seed: int = 0) -> Start:
     return Start(expert, codes)
 
 
+def panel_codes(model, start: Start) -> dict[str, list[float]]:
+    """The slider panel's starting values: Gaussian variables clipped to the sliders' -3..3,
+    a categorical block as the one-hot vector of its most probable category (the panel's
+    selector; what `reconstruct` decodes for InfoGAN's d and LGM's z_d)."""
+    kinds = {b.name: b.kind for b in model.latent_blocks()}
+    out = {}
+    for name, base in start.codes.items():
+        if kinds.get(name) == "categorical":
+            out[name] = [0.0] * len(base)
+            out[name][int(np.argmax(base))] = 1.0
+        else:
+            out[name] = [float(np.clip(v, -3, 3)) for v in base]
+    return out
+
+
+def checked_values(
+    value, template: dict[str, list[float]], kinds: dict[str, str]
+) -> dict[str, list[float]] | None:
+    """Codes a browser sent back (untrusted JSON), or None unless they have exactly the
+    template's blocks and sizes, finite Gaussian values (clipped to -3..3) and one-hot
+    categorical blocks."""
+    if not isinstance(value, dict) or set(value) != set(template):
+        return None
+    out = {}
+    for name, base in template.items():
+        vals = value[name]
+        if not isinstance(vals, list) or len(vals) != len(base):
+            return None
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals):
+            return None
+        arr = np.asarray(vals, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            return None
+        if kinds.get(name) == "categorical":
+            if sorted(arr.tolist()) != [0.0] * (len(arr) - 1) + [1.0]:
+                return None
+            out[name] = arr.tolist()
+        else:
+            out[name] = np.clip(arr, -3, 3).tolist()
+    return out
+
+
+def codes_text(codes: dict[str, list[float]]) -> str:
+    """Codes for an address: `z1:0.82,-0.05;t0:1,0` (three decimals, trailing zeros cut)."""
+
+    def num(v: float) -> str:
+        text = f"{v:.3f}".rstrip("0").rstrip(".")
+        return "0" if text in ("-0", "") else text
+
+    return ";".join(f"{n}:{','.join(num(v) for v in vals)}" for n, vals in codes.items())
+
+
+def codes_from_text(text: str | None) -> dict | None:
+    """`codes_text`'s inverse (untrusted: None for anything malformed); check the result with
+    `checked_values` against the blocks it is meant for."""
+    if not text or len(text) > 20_000:
+        return None
+    out = {}
+    try:
+        for part in text.split(";"):
+            name, _, vals = part.partition(":")
+            out[name] = [float(v) for v in vals.split(",")]
+    except ValueError:
+        return None
+    return out
+
+
 @torch.no_grad()
 def decode(model, codes: dict[str, list[float]], expert: int | None) -> torch.Tensor:
     """Codes (block -> [d]) -> one image [1, C, H, W] in [0, 1]."""

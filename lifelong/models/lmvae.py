@@ -1,7 +1,8 @@
 """L-MVAE: lifelong mixture of VAEs (Ye & Bors, TNNLS 2023; paper 000 in shared/seeds).
 
-K conv VAE experts are trained with the MELBO (eq. 2) under mixing weights w ~ Dir(a). Before
-each new task the assignment step (eqs. 3-5) picks the expert that becomes the depository of the
+K conv VAE experts are trained with the MELBO (eq. 2) under mixing weights w ~ Dir(a). At the
+end of each task (Alg. 1 l. 11-14; or, with assign_on="incoming", at the start of the next) the
+assignment step (eqs. 3-5, lmvae_assign.py) picks the expert that becomes the depository of the
 task just finished; it is frozen for good and the Dirichlet parameters follow eq. 6. At test time
 an expert is selected per sample (eq. 7, Alg. 1 l. 17-19). Options: the disentangled objective
 with an annealed capacity (eq. 17), beta annealing (eq. 28) and the dynamic expansion L-MVAE-Dyn
@@ -18,6 +19,7 @@ from torch import nn
 
 from lifelong import events as ev
 from lifelong import losses
+from lifelong.models import lmvae_assign as assign
 from lifelong.models import stacked
 from lifelong.models.base import Capabilities, Codes, GenerativeModel, LatentBlock, Posterior
 from lifelong.models.nets import ConvBody, DeconvBody, VAEExpert
@@ -33,14 +35,17 @@ class LMVAEConfig:
     hidden: int = 128
     lr: float = 1e-3
     objective: str = "elbo"  # "elbo": eq. 2; "capacity": the disentangled eq. 17
-    gamma: float = 10.0  # eq. 17 weight of |KL - C|
+    gamma: float = 4.0  # eq. 17 weight of |KL - C| (Sec. VII-D: gamma = 4)
     capacity_max: float = 25.0  # eq. 17: C rises linearly from 0 to this (nats) in each task
     beta_anneal: bool = False  # eq. 28: beta* rises from beta_start to 1 in each task
     beta_start: float = 0.0
     beta_warmup: float = 0.5  # fraction of a task's training over which beta* reaches 1
     dirichlet_e: float = 1e-4  # the "very small positive value" e of eq. 6
     u: float = 1e6  # the large constant u of eq. 3
-    assign_batches: int = 4  # batches of the incoming task evaluated by eq. 3
+    # eq. 3 on the "finished" task's data at its end (Alg. 1 l. 11), or on the "incoming" one's
+    # at the next task's start (the only reading before this field; lmvae_assign.py)
+    assign_on: str = "finished"
+    assign_batches: int = 4  # batches of that task's data evaluated by eq. 3
     assign_batch_size: int = 128
     dynamic: bool = False  # L-MVAE-Dyn (Sec. VI)
     novelty_threshold: float = 4.0  # S* of eq. 25 (mean L2 distance in pixel units, eq. 24)
@@ -54,16 +59,14 @@ class LMVAEConfig:
     expert_batching: str = "auto"  # experts in one vmapped call or a loop (models/stacked.py)
 
     def validate(self) -> None:
-        if self.objective not in ("elbo", "capacity"):
-            raise ValueError(f"objective must be 'elbo' or 'capacity', not {self.objective!r}")
-        if self.novelty_metric not in ("matched", "pairs"):
-            raise ValueError(
-                f"novelty_metric must be 'matched' or 'pairs', not {self.novelty_metric!r}"
-            )
-        if self.supervision not in ("none", "supervised", "semi"):
-            raise ValueError(
-                f"supervision must be 'none', 'supervised' or 'semi', not {self.supervision!r}"
-            )
+        choices = {
+            "objective": ("elbo", "capacity"),
+            "assign_on": assign.READINGS,
+            "novelty_metric": ("matched", "pairs"),
+            "supervision": ("none", "supervised", "semi"),
+        }
+        for name, options in choices.items():
+            assign.check_choice(name, getattr(self, name), options)
         stacked.resolve(self.expert_batching, torch.device("cpu"))  # a valid name
         if self.n_classes < 2 or self.temperature <= 0 or not 0 < self.label_fraction <= 1:
             raise ValueError("need n_classes >= 2, temperature > 0 and 0 < label_fraction <= 1")
@@ -72,14 +75,6 @@ class LMVAEConfig:
                 f"lmvae needs n_experts >= number of tasks ({self.n_experts} < {self.n_tasks});"
                 " set dynamic=true to grow the mixture instead"
             )
-
-
-def _freeze(module: nn.Module, frozen: bool) -> None:
-    """requires_grad off and stale gradients dropped, so nothing can step these weights."""
-    for p in module.parameters():
-        p.requires_grad_(not frozen)
-        if frozen:
-            p.grad = None
 
 
 class LMVAE(GenerativeModel):
@@ -146,10 +141,10 @@ class LMVAE(GenerativeModel):
         if self.trainable.is_meta:  # built only to size its tensors (models.state_numel)
             return
         for k, expert in enumerate(self.experts_):
-            _freeze(expert, not bool(self.trainable[k]))
+            assign.freeze_module(expert, not bool(self.trainable[k]))
         for body in (self.enc_body, self.dec_body):
             if body is not None:
-                _freeze(body, bool(self.shared_fixed))
+                assign.freeze_module(body, bool(self.shared_fixed))
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         self.sync_trainable()
@@ -167,7 +162,7 @@ class LMVAE(GenerativeModel):
         z = losses.reparameterise(mu, logvar) if sample else mu
         return losses.vae_terms(self._logits(k, z), x, mu, logvar)
 
-    def _terms_of(self, ks: list[int], x: torch.Tensor, sample: bool = True) -> list[ev.Event]:
+    def _terms_of(self, ks: list[int], x: torch.Tensor, sample: bool = True) -> list[dict]:
         """Eq. 1's terms of the experts `ks` on the same x: one vmapped call over their stacked
         parameters, or a loop (config.expert_batching; L-MVAE-Dyn's shared bodies: a loop)."""
         mode = stacked.resolve(self.config.expert_batching, x.device, len(ks))
@@ -290,18 +285,14 @@ class LMVAE(GenerativeModel):
             out["capacity"] = torch.tensor(capacity)
         return out
 
-    @torch.no_grad()
-    def _task_batches(self, data, task: int) -> list[torch.Tensor]:
-        """Several fixed batches of a task's data (seeded by task, so resume is reproducible)."""
-        g = torch.Generator().manual_seed(1000 + task)
-        perm = torch.randperm(len(data.x), generator=g)
-        bs, nb = self.config.assign_batch_size, self.config.assign_batches
-        return [data.x[perm[i * bs : (i + 1) * bs]].to(self.device) for i in range(nb)]
-
     def before_task(self, task: int, data) -> list[ev.Event]:
         events: list[ev.Event] = []
-        if task > 0:
-            events += self._novelty(task, data) if self.config.dynamic else self._assign(task, data)
+        if task > 0 and self.config.dynamic:
+            events += self._novelty(task, data)
+        elif task > 0 and (self.config.assign_on == "incoming" or self.assigned.sum() < task):
+            # the finished task has no depository yet: the "incoming" reading, or a run made
+            # before assign_on existed (its config reads "finished", its state does not) resumed
+            events += self._assign(task, data, "incoming")
         elif self.config.dynamic:
             self.trainable[:] = False
             self.trainable[0] = True
@@ -323,55 +314,48 @@ class LMVAE(GenerativeModel):
         return (~self.trainable).nonzero().flatten().tolist()
 
     @torch.no_grad()
-    def _assign(self, task: int, data) -> list[ev.Event]:
-        """Eqs. 3-5 on several batches of the incoming task. Eq. 3 is read with L = loss
-        (-ELBO): then exp(-L_j) is largest for the expert that already fits the new task best,
-        1 - its share is smallest, and eq. 4's argmax freezes the expert that fits the new task
-        worst. That expert keeps the finished task, while the one nearest to the new task stays
-        free to learn it quickly (the fast transfer of Sec. VII-G). Read with L = ELBO, eq. 4
-        would freeze the best-fitting expert and force the new task onto the worst one."""
-        batches = self._task_batches(data, task)
-        loss = torch.stack([-self.expert_elbos(xb).mean(0) for xb in batches])  # [B, K]
-        p, log_q = losses.assignment_probabilities(loss.cpu(), self.assigned.cpu(), self.config.u)
-        log_q = log_q.masked_fill(self.assigned.cpu(), float("inf"))  # u c'_j: never re-chosen
-        j = int(log_q.argmin())  # eq. 4: argmax p(c_j) == argmin of its complement q_j
-        if bool(self.assigned[j]):
-            raise RuntimeError("no free expert left for the new task")
-        self.assigned[j] = True  # eq. 5: every other c_i keeps its previous value
+    def _batch_elbos(self, task: int, data, sample: bool) -> torch.Tensor:
+        """Mean ELBO of every expert on eq. 3's fixed batches of task `task`'s data: [B, K]."""
+        cfg = self.config
+        xs = assign.task_batches(data.x, task, cfg.assign_batch_size, cfg.assign_batches)
+        return torch.stack([self.expert_elbos(x.to(self.device), sample).mean(0) for x in xs]).cpu()
+
+    @torch.no_grad()
+    def _assign(self, task: int, data, reading: str) -> list[ev.Event]:
+        """Eqs. 3-5 on task `task`'s data: the task just finished ("finished", from after_task)
+        or the one about to start ("incoming", from before_task); the chosen free expert is
+        frozen as the finished task's depository. "finished" scores the posterior-mean ELBO
+        that select() routes by (eq. 7), "incoming" the sampled ELBO it always used."""
+        finished = task if reading == "finished" else task - 1
+        elbo = self._batch_elbos(task, data, sample=reading == "incoming")  # [B, K]
+        assigned = self.assigned.cpu().clone()  # c' (the buffer itself changes below)
+        p, log_q = assign.eq3(elbo, assigned, self.config.u, reading)  # eq. 3
+        j = assign.choose(log_q, assigned)  # eq. 4
+        self.assigned.copy_(assign.freeze(assigned, j))  # eq. 5
         self.trainable.copy_(~self.assigned)
-        self.task_expert[task - 1] = j
-        return [
+        self.task_expert[finished] = j
+        events: list[ev.Event] = [
             ev.Assignment(
                 task,
-                expert_loss=loss.mean(0).tolist(),
+                expert_loss=(-elbo).mean(0).tolist(),
                 p_c=p.tolist(),
-                log_q=[float(v) for v in log_q],
+                log_q=[float(v) for v in log_q.masked_fill(assigned, float("inf"))],
                 chosen=j,
-            ),
-            ev.ExpertFrozen(task, expert=j, holds_task=task - 1),
+            )
         ]
+        if reading == "finished":
+            events.append(ev.TaskHolder(task, expert=j))
+        # recorded under the task whose hook froze it (a resumed run keeps the events of the
+        # tasks before its start); the timeline shows it frozen from the next task on
+        events.append(ev.ExpertFrozen(task, expert=j, holds_task=finished))
+        return events
 
     @torch.no_grad()
     def novelty_distances(self, x: torch.Tensor) -> torch.Tensor:
-        """Eq. 24 for each expert k: mean L2 distance between x_i and f_k(x_l); x [N, ...] -> [K].
-
-        As printed, eq. 24 averages over all pairs (i, l). That average is dominated by how
-        spread out the task's own data is: on bar images an expert trained on the very same task
-        scored farther (9.3) than on a novel task (8.1), so no S* separates them. The default
-        "matched" reading keeps the i = l terms, the distance between each sample and the
-        expert's reconstruction of it, which is what the criterion asks ("can expert k generate
-        data like X_j"): 1.4 for the repeated task against 6.7 for the novel one. "pairs"
-        computes eq. 24 literally.
-        """
-        flat = x.flatten(1)
-        dists = []
-        for k in self.experts():
-            rec = self.reconstruct(x, k).flatten(1)
-            if self.config.novelty_metric == "pairs":
-                dists.append(torch.cdist(flat, rec).mean())
-            else:
-                dists.append((flat - rec).norm(dim=1).mean())
-        return torch.stack(dists)
+        """Eq. 24 for each expert k on images x [N, ...]: [K] (lmvae_assign.novelty_distances,
+        config.novelty_metric)."""
+        recs = [self.reconstruct(x, k) for k in self.experts()]
+        return assign.novelty_distances(x, recs, self.config.novelty_metric)
 
     def _novelty(self, task: int, data) -> list[ev.Event]:
         """L-MVAE-Dyn (eqs. 24-26): add an expert when every expert is farther than S* from the
@@ -402,15 +386,17 @@ class LMVAE(GenerativeModel):
 
     @torch.no_grad()
     def after_task(self, task: int, data) -> list[ev.Event]:
-        """Record which trainable expert now holds the task: in L-MVAE-Dyn the chosen one; in
-        L-MVAE the best free expert, provisional until eq. 3 names the depository at the next
-        task (with K = number of tasks the last task has exactly one free expert)."""
-        if self.config.dynamic:
+        """L-MVAE with assign_on="finished": eqs. 3-5 on the finished task (Alg. 1 l. 11), unless
+        it is the last (nothing trains after it). Otherwise record which trainable expert holds
+        the task: in L-MVAE-Dyn the chosen one; in L-MVAE the free expert that fits it best,
+        provisional under "incoming" until eq. 3 names the depository at the next task."""
+        cfg = self.config
+        if cfg.dynamic:
             holder = int(self.trainable.nonzero()[0])
+        elif cfg.assign_on == "finished" and task + 1 < cfg.n_tasks:
+            return self._assign(task, data, "finished")
         else:
-            batches = self._task_batches(data, task)
-            elbo = torch.stack([self.expert_elbos(xb, sample=False).mean(0) for xb in batches])
-            elbo = elbo.mean(0).masked_fill(~self.trainable, float("-inf"))
-            holder = int(elbo.argmax())
+            elbo = self._batch_elbos(task, data, sample=False).mean(0)
+            holder = int(elbo.masked_fill(~self.trainable.cpu(), float("-inf")).argmax())
         self.task_expert[task] = holder
         return [ev.TaskHolder(task, expert=holder)]

@@ -25,8 +25,8 @@ Readings chosen where the paper is loose (each is also noted where it lives):
 - One dropout rate per component (the "network nu inferring the dropout parameters for the
   components", eq. 32) and one mask per sample and component; epoch_stats reports their mean
   as Fig. 15's p. Eq. 22 as printed has log(1 - p) in both terms; the drop term is log p.
-- dHSIC on the posterior means with a bandwidth floor (see `independence`), pruning on the
-  expected keep mask after half a phase (see dropout.THRESHOLDS and `prune`).
+- dHSIC on the posterior means with a bandwidth floor (see `independence`); pruning after
+  half a phase on the expected keep mask, or on a sampled one (prune_score; dropout.py).
 """
 
 from __future__ import annotations
@@ -66,12 +66,16 @@ class MVAEConfig:
     hsic_form: str = "joint"  # "joint": dHSIC of all K (eq. 15); "pairwise": sum of pairs (eq. 11)
     hsic_codes: str = "mean"  # dHSIC of the posterior means (default) or of sampled codes
     hsic_min_bandwidth: float = 0.3  # kernel bandwidth floor of the regulariser (latent units)
+    # Median heuristic of the regulariser's kernels: "distance" (the median distance; what runs
+    # without this field were trained with) or "dhsic" (R dHSIC's, 1/sqrt(2) of it): hsic.py
+    hsic_bandwidth: str = "distance"
     prior_concentration: float = 1.0  # b of eq. 28, symmetric (the "empirical Dirichlet" p(w))
     dropout: str = "none"  # "none" (fixed K) | "gs": MVAE-GS (eqs. 22-24) | "gau": MVAE-Gau (18-19)
     dropout_init: float = 0.1  # initial dropout rate p of every component
     temperature: float = 0.1  # T of eq. 22 (Sec. III-D)
     dropout_weight: float = 1.0  # weight of H(p) (eq. 24) or KL(q(m)||p(m)) (eq. 18) per image
-    prune_threshold: float = -1.0  # on the keep mask; < 0: Sec. V-G's 0.1 (gs) / 0.8 (gau)
+    prune_threshold: float = -1.0  # on the keep score; < 0: dropout.THRESHOLDS
+    prune_score: str = "expected"  # gs: "expected" mask 1 - p vs 0.6 | "sampled" eq. 22 vs 0.1
     min_components: int = 1  # pruning never goes below this
     prune_start: float = 0.5  # fraction of a phase's training before pruning may act
     sequential: bool = False  # one task per phase (shows forgetting) instead of the union
@@ -82,10 +86,10 @@ class MVAEConfig:
             raise ValueError(f"dropout must be 'none', 'gs' or 'gau', not {self.dropout!r}")
         if self.hsic_form not in ("joint", "pairwise"):
             raise ValueError(f"hsic_form must be 'joint' or 'pairwise', not {self.hsic_form!r}")
-        if self.hsic_min_bandwidth < 0:
-            raise ValueError(f"hsic_min_bandwidth must be >= 0, not {self.hsic_min_bandwidth}")
         if self.hsic_codes not in ("mean", "sample"):
             raise ValueError(f"hsic_codes must be 'mean' or 'sample', not {self.hsic_codes!r}")
+        hsic.check_heuristic(self.hsic_bandwidth)
+        cdrop.check_score(self.prune_score)
         if self.n_components < 1 or not 1 <= self.min_components <= self.n_components:
             raise ValueError("need n_components >= 1 and 1 <= min_components <= n_components")
         hi = 0.5 if self.dropout == "gau" else 1.0  # Gau: tau = p / (1 - p) <= 1 (eq. 19)
@@ -93,8 +97,10 @@ class MVAEConfig:
             raise ValueError(f"need 0 < dropout_init < {hi} and temperature > 0")
         if not 0 <= self.prune_start <= 1:
             raise ValueError(f"prune_start must be in [0, 1], not {self.prune_start}")
-        if self.beta < 0 or self.prior_concentration <= 0 or self.dropout_weight < 0:
-            raise ValueError("need beta >= 0, prior_concentration > 0 and dropout_weight >= 0")
+        if min(self.beta, self.dropout_weight, self.hsic_min_bandwidth) < 0:
+            raise ValueError("need beta, dropout_weight and hsic_min_bandwidth >= 0")
+        if self.prior_concentration <= 0:
+            raise ValueError(f"need prior_concentration > 0, not {self.prior_concentration}")
         stacked.resolve(self.expert_batching, torch.device("cpu"))  # a valid name
         if min(self.latent_dim, self.channels, self.hidden, self.n_tasks) < 1:
             raise ValueError("latent_dim, channels, hidden and n_tasks must be >= 1")
@@ -320,8 +326,9 @@ class MVAE(cdrop.ComponentDropout, GenerativeModel):
 
         Codes are the posterior means by default: z_i and z_j are independent given x, so all
         their dependence goes through the means (on sampled codes the encoders lowered dHSIC by
-        inflating the noise; beta = 10 changed nothing). Bandwidths: the median heuristic,
-        floored at hsic_min_bandwidth: HSIC is scale-free, and without the floor beta = 10
+        inflating the noise; beta = 10 changed nothing). Bandwidths: the median heuristic
+        (hsic_bandwidth: "distance" unless set; docs/readings.md), floored at
+        hsic_min_bandwidth: HSIC is scale-free, and without the floor beta = 10
         collapsed every component to a constant code (KL 0.01 nats). With 0.3 it cut the
         pairwise HSIC 2-4x at a reconstruction cost that shrinks with training (figures in
         tests/models/test_mvae.py). The pairwise form (eq. 11) cost more for no lasting gain,
@@ -329,7 +336,7 @@ class MVAE(cdrop.ComponentDropout, GenerativeModel):
         if len(z) < 2:
             return torch.zeros((), device=z[0].device)
         floor = self.config.hsic_min_bandwidth
-        bw = hsic.median_bandwidths(z).clamp_min(floor)  # [K], left on the device
+        bw = hsic.median_bandwidths(z, self.config.hsic_bandwidth).clamp_min(floor)  # [K]
         if self.config.hsic_form == "joint":
             return hsic.dhsic(z, bw)
         m = hsic.hsic_matrix(z, bw, joint=False).matrix
@@ -375,10 +382,6 @@ class MVAE(cdrop.ComponentDropout, GenerativeModel):
         if self.config.dropout != "none":
             stats |= {f"p{k}": float(p[k]) for k in range(len(p))}
         return stats
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        self.sync_trainable()
-        return super().trainable_parameters()
 
     def before_task(self, task: int, data) -> list[ev.Event]:
         self._pruned, self._epoch, self._task = [], 0, task

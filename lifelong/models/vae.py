@@ -39,7 +39,7 @@ class VAEConfig:
     beta_anneal: bool = False  # paper 000 eq. 28: beta rises from beta_start to `beta`
     beta_start: float = 0.0
     beta_warmup: float = 0.5  # fraction of a phase's training over which beta is reached
-    gamma: float = 10.0  # eq. 17 weight of |KL - C|
+    gamma: float = 4.0  # eq. 17 weight of |KL - C| (paper 000 Sec. VII-D: gamma = 4)
     capacity_max: float = 25.0  # eq. 17: C rises linearly from 0 to this (nats) in each phase
 
     def validate(self) -> None:

@@ -1,74 +1,207 @@
-"""AppTest of the Latent map page: stored first paint, recomputation off the script thread."""
+"""AppTest of the Latent map page (issue 18): the time-lapse's first paint from the projection
+`eval --metrics drift --write` stored, the play button's frames, a browser's click decoded
+through the clicked frame's snapshot, other spaces and the training images computed off the
+script thread, the drift matrix, and the CSV / HTML / GIF exports.
+
+AppTest runs no browser: the map is a custom component whose JSON args are read from its
+proto (its points from the file it names), and a click is played by setting the component's
+value (session_state["lm_map"]) before a rerun, as Streamlit does when the page calls
+setComponentValue. tests/e2e/test_browser_latent_map.py drives the real thing.
+"""
 
 from __future__ import annotations
 
-import base64
 import json
+import re
+import shutil
 import time
 
 import numpy as np
 import pytest
 
-
-def values(v) -> np.ndarray:
-    """A plotly JSON array: a list, or a typed array {"dtype", "bdata": base64}."""
-    if isinstance(v, dict):
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-    return np.asarray(v)
+from lifelong import evaldata, runs
+from lifelong.explore import timelapse
+from tests.app.conftest import APP
 
 
-def chart_xy(at) -> np.ndarray:
-    """The plotted points [N, 2] in point order (traces hold them grouped by colour)."""
-    (chart,) = at.get("plotly_chart")
-    spec = json.loads(chart.proto.spec)
-    n = sum(len(values(t["customdata"])) for t in spec["data"])
-    xy = np.zeros((n, 2))
-    for t in spec["data"]:
-        idx = values(t["customdata"]).astype(int)
-        xy[idx, 0], xy[idx, 1] = values(t["x"]), values(t["y"])
-    return xy
+@pytest.fixture(scope="module")
+def lm_root(tiny_run, tmp_path_factory):
+    """<tmp>/maps/tiny (the drift and its time-lapse stored), <tmp>/maps/plain (neither) and
+    <tmp>/maps/corrupt (plain with snapshot 1 altered in place)."""
+    from lifelong.__main__ import main
+
+    root = tmp_path_factory.mktemp("lm") / "maps"
+    shutil.copytree(tiny_run, root / "tiny")
+    shutil.copytree(tiny_run, root / "plain")
+    shutil.copytree(tiny_run, root / "corrupt")
+    snap = root / "corrupt" / "task-01.safetensors"
+    data = bytearray(snap.read_bytes())
+    data[-64:] = bytes(64)  # same size, other bytes: only the checksum notices
+    snap.write_bytes(bytes(data))
+    assert main(["eval", str(root / "tiny"), "--metrics", "drift", "--write"]) == 0
+    return root
 
 
 @pytest.fixture
-def page(app):
-    app.switch_page("views/latent_map.py").run()
-    assert not app.exception, app.exception
-    return app
+def cache(tmp_path, monkeypatch):
+    import latentmap_panel
+
+    folder = tmp_path / ".cache"
+    monkeypatch.setattr(latentmap_panel, "CACHE", folder)
+    return folder
 
 
-def test_first_paint_uses_the_stored_map(page, run_roots):
-    from lifelong.runs import open_run
+@pytest.fixture
+def page(lm_root, cache, media, v2_navigation, monkeypatch):
+    from streamlit.testing.v1 import AppTest
 
-    stored = open_run(run_roots["good"]).extra("map", 1)
-    assert np.allclose(chart_xy(page), stored["xy"].numpy(), atol=1e-5)
-    assert not page.get("status")  # nothing was fitted
-    caps = [c for im in page.get("image") for c in im.captions]
-    assert any(c.startswith("point 0: task 0") for c in caps)
-    assert {"CSV", "HTML"} <= {b.label for b in page.get("download_button")}
+    monkeypatch.setenv("LIFELONG_RUN_ROOTS", str(lm_root))
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    at.selectbox(key="run_label").set_value("maps/tiny").run()
+    at.switch_page("views/latent_map.py").run()
+    assert not at.exception, at.exception
+    return at
 
 
-def test_colours_and_points(page):
-    for colour in ["class", "expert", "task"]:
+def args(at) -> dict:
+    (comp,) = at.get("component_instance")
+    assert comp.proto.component_name.endswith("timelapse_map")
+    return json.loads(comp.proto.json_args)
+
+
+def xy(at, cache) -> np.ndarray:
+    """The points the page fetches: [S, N, 2] from the packed file."""
+    a = args(at)
+    blob = (cache / a["data"].split("/", 1)[1]).read_bytes()
+    off, count = a["layout"]["xy"]
+    return np.frombuffer(blob, "<f4", count, off).reshape(a["s"], a["n"], 2)
+
+
+def captions(at) -> list[str]:
+    return [c for im in at.get("image") for c in im.captions]
+
+
+def wait_for_the_time_lapse(at, frames: int) -> None:
+    deadline = time.time() + 120
+    while args(at)["s"] != frames and time.time() < deadline:
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception, at.exception
+
+
+def test_first_paint_reads_the_stored_time_lapse(page, lm_root, cache):
+    run = runs.open_run(lm_root / "tiny")
+    tests, _ = evaldata.test_sets(run)
+    stored = timelapse.stored(run, tests, "task expert")
+    a = args(page)
+    assert a["n"] == len(stored) == sum(len(t) for t in tests) and a["s"] == 2
+    assert a["frames"] == [f"after task {k}: {t}" for k, t in enumerate(run.tasks)]
+    assert a["frame"] == 1  # the sidebar's snapshot: the last
+    assert np.array_equal(xy(page, cache), stored.xy.numpy())
+    assert not any("time-lapse of" in c.value for c in page.caption)  # nothing was computed
+    assert [g["name"] for g in a["groups"]] == [f"{j}: {t}" for j, t in enumerate(run.tasks)]
+    assert len(a["atlas"]["urls"]) == -(-a["n"] // a["atlas"]["per_page"])
+    # the drift matrix beside it: task 0 did not move (its expert is frozen)
+    (table,) = [m.value for m in page.markdown if "lm-drift" in m.value]
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", table)
+    assert cells == ["0", "", "0", "0"]  # [after k][task j]; task 1 not learnt after task 0
+    assert any(c.startswith("point 0: task 0") for c in captions(page))
+    assert {"CSV", "HTML", "GIF"} <= {b.label for b in page.get("download_button")}
+
+
+def test_the_play_buttons_frames_follow_the_sidebar_snapshot(page):
+    assert args(page)["s"] == 2 and args(page)["frame"] == 1
+    page.sidebar.select_slider[0].set_value(0).run()
+    assert not page.exception
+    a = args(page)
+    assert a["s"] == 2 and a["frame"] == 0  # the same time-lapse, shown at snapshot 0
+    for colour in ("class", "expert"):
         page.selectbox(key="lm_colour").set_value(colour).run()
         assert not page.exception
-    page.number_input(key="lm_point").set_value(5).run()
-    caps = [c for im in page.get("image") for c in im.captions]
-    assert any(c.startswith("point 5:") for c in caps)
+        a = args(page)
+        assert a["g"] == (2 if colour == "expert" else 1) and a["groups"]
 
 
-def test_another_space_is_computed_in_the_background(page, run_roots):
-    from lifelong import evaldata, runs
-    from lifelong.explore import latentmap
-
-    tests, _ = evaldata.test_sets(runs.open_run(run_roots["good"]))
-    page.selectbox(key="lm_space").set_value("expert 1").run()
+def test_a_click_decodes_the_point_through_its_frames_snapshot(page):
+    state = args(page)["state"]
+    page.session_state["lm_map"] = {"state": state, "point": 7, "frame": 0}
+    page.run()
     assert not page.exception
-    deadline = time.time() + 60
-    while not page.get("plotly_chart") and time.time() < deadline:
+    assert page.number_input(key="lm_point").value == 7
+    assert any(c.startswith("point 7:") and c.endswith("after task 0") for c in captions(page))
+    assert args(page)["selected"] == 7
+    # a value from another map (stale) is ignored
+    page.session_state["lm_map"] = {"state": "other", "point": 3, "frame": 1}
+    page.run()
+    assert page.number_input(key="lm_point").value == 7
+
+
+def test_another_space_is_computed_in_the_background(page, lm_root, cache):
+    page.selectbox(key="lm_space").set_value("routed").run()
+    assert not page.exception
+    if args(page)["s"] == 1:  # meanwhile: the snapshot's own stored map, one frame
+        assert any("time-lapse of" in c.value for c in page.caption)
+    wait_for_the_time_lapse(page, 2)
+    run = runs.open_run(lm_root / "tiny")
+    tests, _ = evaldata.test_sets(run)
+    expected = timelapse.compute(lm_root / "tiny", tests, "routed", "PCA")
+    assert np.allclose(xy(page, cache), expected.xy.numpy(), atol=1e-5)
+
+
+def test_a_run_without_a_stored_time_lapse_shows_its_snapshot_map_first(page, lm_root, cache):
+    page.selectbox(key="run_label").set_value("maps/plain").run()
+    assert not page.exception
+    a = args(page)
+    if a["s"] == 1:
+        stored = runs.open_run(lm_root / "plain").extra("map", 1)
+        assert np.allclose(xy(page, cache)[0], stored["xy"].numpy())
+    wait_for_the_time_lapse(page, 2)
+    assert not page.exception and any("lm-drift" in m.value for m in page.markdown)
+
+
+def test_a_damaged_snapshot_is_a_message_not_a_traceback(page):
+    page.selectbox(key="run_label").set_value("maps/corrupt").run()
+    page.sidebar.select_slider[0].set_value(0).run()  # snapshot 0 loads; 1 does not
+    assert not page.exception, page.exception
+    deadline = time.time() + 120
+    while not page.error and time.time() < deadline:  # the time-lapse reads snapshot 1
+        time.sleep(0.5)
+        page.run()
+        assert not page.exception, page.exception
+    assert any("checksum" in e.value for e in page.error), [e.value for e in page.error]
+
+
+def test_training_images_are_added_on_request(page):
+    n_test = args(page)["n"]
+    page.selectbox(key="lm_split").set_value("test + train").run()
+    assert not page.exception
+    deadline = time.time() + 120
+    while args(page)["n"] == n_test or args(page)["s"] != 2:
+        assert time.time() < deadline
         time.sleep(0.5)
         page.run()
         assert not page.exception
-    expected = latentmap.compute(run_roots["good"], 1, "expert 1", "PCA", tests)
-    assert np.allclose(chart_xy(page), expected["xy"].numpy(), atol=1e-4)
-    stored = latentmap.compute(run_roots["good"], 1, "routed", "PCA", tests)
-    assert not np.allclose(chart_xy(page), stored["xy"].numpy(), atol=1e-4)
+    assert args(page)["n"] > 3 * n_test
+
+
+def test_exports_open_offline(page, lm_root):
+    import latentmap_panel
+
+    run = runs.open_run(lm_root / "tiny")
+    tests, _ = evaldata.test_sets(run)
+    tl = timelapse.stored(run, tests, "task expert")
+    html = latentmap_panel.html(tl, tests, run, "task", 1)
+    assert "window.LATENT_MAP" in html and "gl.drawArrays" in html  # the map's own script
+    assert not re.search(
+        r"<script[^>]*\bsrc=|(src|href)=[\"']?(https?:)?//", html
+    )  # nothing fetched
+    data = json.loads(html.split("window.LATENT_MAP = ", 1)[1].split(";</script>", 1)[0])
+    assert data["n"] == len(tl) and data["atlas"]["urls"][0].startswith("data:image/png")
+    gif = latentmap_panel.gif(tl, tests, run, "task")
+    from io import BytesIO
+
+    from PIL import Image
+
+    im = Image.open(BytesIO(gif))
+    assert gif[:6] == b"GIF89a" and im.n_frames == 2 + 7 and len(gif) < 2_000_000

@@ -1,9 +1,18 @@
-"""AppTest of the Latent traversal page: sliders, live decoding, expert choice, exports."""
+"""AppTest of the Latent traversal page: the in-page panel (its args, the values a browser
+sends back, the fallback to the server's sliders), expert choice, the grid and exports.
+
+AppTest runs no browser: the panel is a custom component whose JSON args are read from its
+proto, and a browser's message is played by setting the component's widget value
+(session_state["tv_panel"]) before a rerun, as Streamlit does when the page calls
+setComponentValue. tests/e2e/test_browser_traversal.py drives the real thing.
+"""
 
 from __future__ import annotations
 
 import base64
+import gzip
 import io
+import json
 import re
 
 import numpy as np
@@ -11,11 +20,21 @@ import pytest
 from PIL import Image
 
 from lifelong import runs
-from lifelong.explore import traversal
+from lifelong.explore import traversal, traversal_onnx
 
 
 @pytest.fixture
-def page(app):
+def cache(tmp_path, monkeypatch):
+    """The exported graphs go to a temporary folder, not the component's."""
+    import traversal_panel
+
+    folder = tmp_path / ".cache"
+    monkeypatch.setattr(traversal_panel, "CACHE", folder)
+    return folder
+
+
+@pytest.fixture
+def page(app, cache):
     app.switch_page("views/traversal.py").run()
     assert not app.exception, app.exception
     return app
@@ -26,16 +45,44 @@ def model(run_roots):
     return runs.open_run(run_roots["good"]).load_model()
 
 
-def latent_sliders(at):
+def panel(at) -> dict:
+    """The panel's render args (what the page's JavaScript receives)."""
+    (comp,) = at.get("component_instance")
+    assert comp.proto.component_name.endswith("traversal_panel")
+    return json.loads(comp.proto.json_args)
+
+
+def png_pixels(url: str) -> np.ndarray:
+    assert url.startswith("data:image/png;base64,"), url[:40]
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+
+
+def decoded(at) -> np.ndarray:
+    """The server's decode of the panel's values (shown until the page's first frame)."""
+    return png_pixels(panel(at)["image"])
+
+
+def send(at, **value) -> None:
+    """What the page does when a drag ends: the component's value, then a rerun."""
+    at.session_state["tv_panel"] = {"state": panel(at)["state"], **value}
+    at.run()
+    assert not at.exception, at.exception
+
+
+def moved(values: dict, to: float) -> dict:
+    out = {k: list(v) for k, v in values.items()}
+    first = next(iter(out))
+    out[first][0] = to
+    return out
+
+
+def server_sliders(at):
     return [s for s in at.slider if s.key != "tv_nvalues"]
 
 
-def decoded(at, media) -> np.ndarray:
-    """The live decoder's pixels: its image travels as a data: URL (no media file)."""
+def server_image(at) -> np.ndarray:
     (image,) = [im for im in at.get("image") if im.captions == ["decoded"]]
-    url = image.value[0]
-    assert url.startswith("data:image/png;base64,"), url[:40]
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(image.value[0].split(",")[1]))))
 
 
 def expert_caption(at) -> str:
@@ -43,30 +90,154 @@ def expert_caption(at) -> str:
     return text
 
 
-def test_renders_one_slider_per_latent_variable(page, model):
+def sweep_grid(page):
+    (im,) = [im for im in page.get("image") if im.captions[0].startswith("rows, top to bottom")]
+    return im
+
+
+def test_renders_the_panel_with_one_slider_per_latent_variable(page, model, cache):
     assert [t.value for t in page.title] == ["Latent traversal"]
     assert not page.error
+    assert not [c for c in page.caption if c.value.startswith("Decoding on the server")]
     expert = int(re.search(r"expert (\d+) \(selected by eq\. 7\)", expert_caption(page))[1])
-    dims = sum(b.dim for b in traversal.blocks_for(model, expert))
-    sliders = latent_sliders(page)
-    assert len(sliders) == dims == 4
-    assert all(s.min == -3 and s.max == 3 for s in sliders)
+    args = panel(page)
+    blocks = traversal.blocks_for(model, expert)
+    assert args["blocks"] == [{"name": b.name, "dim": b.dim, "kind": b.kind} for b in blocks]
+    assert sum(b["dim"] for b in args["blocks"]) == 4
+    assert args["values"] == args["start"]
+    assert all(-3 <= v <= 3 for vals in args["values"].values() for v in vals)
+    assert not server_sliders(page)  # the sliders live in the panel
+    assert args["shape"] == [28, 28] and decoded(page).shape == (28, 28)
+    assert len(args["pad"]) == 2 and all(p[0] == blocks[0].name for p in args["pad"])
+    # the page fetches the graph from the component's folder: written there, and it decodes
+    # the server's image of the panel's values
+    name = args["model"].split("/")[-1]
+    assert args["model"] == f"{cache.name}/{name}" and (cache / name).is_file()
+    pytest.importorskip("onnxruntime")
+    flat = np.array([[v for b in args["blocks"] for v in args["values"][b["name"]]]])
+    import torch
+
+    graph = gzip.decompress((cache / name).read_bytes())
+    (pixels,) = traversal_onnx.run_onnx(graph, [torch.tensor(flat).float()])
+    assert np.abs(pixels.astype(int) - decoded(page).astype(int)).max() <= 1
     captions = [c for im in page.get("image") for c in im.captions]
-    assert "decoded" in captions and "input" in captions
+    assert "input" in captions
 
 
-def test_moving_a_slider_changes_the_decoded_image(page, media):
-    before = decoded(page, media)
-    slider = latent_sliders(page)[0]
-    others = [s.value for s in latent_sliders(page)[1:]]
-    target = 3.0 if slider.value < 0 else -3.0
-    slider.set_value(target).run()
+def test_values_from_the_browser_move_the_image_and_the_grid(page, media):
+    args = panel(page)
+    before, grid = decoded(page), media(sweep_grid(page).value[0])
+    first = next(iter(args["values"]))
+    target = 3.0 if args["values"][first][0] < 0 else -3.0
+    send(page, values=moved(args["values"], target))
+    after = panel(page)
+    assert after["values"][first][0] == target
+    assert after["values"][first][1:] == args["values"][first][1:]
+    assert after["start"] == args["start"] and after["state"] == args["state"]
+    assert after["model"] == args["model"]  # same expert: the page keeps its graph
+    assert (decoded(page) != before).any()
+    assert (media(sweep_grid(page).value[0]) != grid).any()  # the grid follows the panel
+
+
+def test_values_for_another_input_or_malformed_ones_are_ignored(page):
+    args = panel(page)
+    at = page
+    at.session_state["tv_panel"] = {"state": "another input", "values": moved(args["values"], 3)}
+    at.run()
+    assert not at.exception and panel(at)["values"] == args["values"]
+    first = next(iter(args["values"]))
+    for bad in (
+        {first: [1.0]},
+        {first: [float("nan")] * 4},
+        {first: ["1"] * 4},
+        "3",
+        None,
+    ):
+        send(page, values=bad)
+        assert panel(page)["values"] == args["values"], bad
+        assert not page.error
+
+
+def test_a_browser_that_cannot_decode_falls_back_to_server_sliders(page):
+    values = moved(panel(page)["values"], 2.0)
+    send(page, values=values)
+    send(page, failed="WebAssembly is not available")
+    assert not page.get("component_instance")
+    (note,) = [c.value for c in page.caption if c.value.startswith("Decoding on the server")]
+    assert "this browser could not run the decoder (WebAssembly is not available)" in note
+    sliders = server_sliders(page)
+    assert len(sliders) == 4
+    assert sliders[0].value == pytest.approx(2.0)  # the panel's values carry over
+    before = server_image(page)
+    sliders[1].set_value(-3.0 if sliders[1].value > 0 else 3.0).run()
     assert not page.exception
-    assert latent_sliders(page)[0].value == pytest.approx(target)
-    assert [s.value for s in latent_sliders(page)[1:]] == others
-    after = decoded(page, media)
-    assert after.shape == before.shape
-    assert np.abs(after.astype(int) - before.astype(int)).max() > 0
+    assert (server_image(page) != before).any()
+
+
+def test_a_decoder_that_cannot_be_exported_falls_back(app, cache, monkeypatch):
+    def refuse(model, codes, expert):
+        raise traversal_onnx.ExportError("the decoder could not be exported to ONNX (Foo: bar)")
+
+    monkeypatch.setattr(traversal_onnx, "cached_export", refuse)
+    app.switch_page("views/traversal.py").run()
+    assert not app.exception and not app.error
+    (note,) = [c.value for c in app.caption if c.value.startswith("Decoding on the server")]
+    assert note.endswith("the decoder could not be exported to ONNX (Foo: bar).")
+    assert len(server_sliders(app)) == 4 and server_image(app).shape[:2] == (28, 28)
+    assert not list(cache.glob("*.onnx"))
+
+
+def test_the_server_can_turn_in_page_decoding_off(app, cache, monkeypatch):
+    monkeypatch.setenv("LIFELONG_TRAVERSAL_PANEL", "server")
+    app.switch_page("views/traversal.py").run()
+    assert not app.exception and not app.get("component_instance")
+    (note,) = [c.value for c in app.caption if c.value.startswith("Decoding on the server")]
+    assert "turned off on this server (LIFELONG_TRAVERSAL_PANEL=server)" in note
+    assert len(server_sliders(app)) == 4 and server_image(app).shape[:2] == (28, 28)
+
+
+def test_the_address_follows_the_panel(page):
+    args = panel(page)
+    assert page.query_params["tv"] == "test.0.0.routed"
+    assert page.query_params["z"] == traversal.codes_text(args["values"])
+    send(page, values=moved(args["values"], 2.5))
+    first = next(iter(args["values"]))
+    assert page.query_params["z"].startswith(f"{first}:2.5,")
+    page.selectbox(key="tv_task").set_value(1).run()
+    assert page.query_params["tv"] == "test.1.0.routed"
+
+
+def test_an_address_opens_its_input_expert_and_values(run_roots, v2_navigation, cache):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.conftest import APP
+
+    def open_with(**params):
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        for k, v in params.items():
+            at.query_params[k] = v
+        at.switch_page("views/traversal.py").run()
+        assert not at.exception, at.exception
+        assert not at.error, [e.value for e in at.error]
+        assert not at.warning, [w.value for w in at.warning]  # e.g. a widget's default clash
+        return at
+
+    at = open_with(tv="test.1.3.0", z="z0:0.5,-1,2.25,0")
+    assert (at.selectbox(key="tv_task").value, at.number_input(key="tv_index").value) == (1, 3)
+    assert at.selectbox(key="tv_expert").value == 0
+    assert panel(at)["values"] == {"z0": [0.5, -1.0, 2.25, 0.0]}
+    assert panel(at)["start"] != panel(at)["values"]
+    # what this run does not have, or values for other blocks, are ignored
+    for tv, z in (
+        ("test.9.0.routed", "z0:1,1,1,1"),
+        ("test.1.99999.0", "z0:1,1,1,1"),
+        ("prior.0.0.7", "z0:1,1,1,1"),
+        ("test.1.3.1", "z0:1,1,1,1"),  # expert 1's blocks are z1
+        ("nonsense", "z1:nan,1,1,1"),
+        ("test.1.3.0", "z0:1,1,x"),
+    ):
+        at = open_with(tv=tv, z=z)
+        assert panel(at)["values"] == panel(at)["start"], (tv, z)
 
 
 def test_download_buttons(page, media):
@@ -80,8 +251,7 @@ def test_download_buttons(page, media):
 
 def test_sweep_grid_follows_the_number_of_values(page, media):
     def grid_width():
-        (im,) = [im for im in page.get("image") if im.captions[0].startswith("rows, top to bottom")]
-        return media(im.value[0]).shape[1]
+        return media(sweep_grid(page).value[0]).shape[1]
 
     wide = grid_width()
     page.slider(key="tv_nvalues").set_value(5).run()
@@ -89,15 +259,12 @@ def test_sweep_grid_follows_the_number_of_values(page, media):
     assert grid_width() < wide
 
 
-def sweep_grid(page):
-    (im,) = [im for im in page.get("image") if im.captions[0].startswith("rows, top to bottom")]
-    return im
-
-
 def test_rows_ordered_by_kl_and_the_posterior_range(page, media):
     caption = sweep_grid(page).captions[0]
     kls = [float(v) for v in re.findall(r"KL (-?[0-9.]+)", caption)]
     assert len(kls) == 4 and kls == sorted(kls, reverse=True)  # most informative first
+    top = re.findall(r"(z\d\[\d\])", caption)[:2]
+    assert [f"{n}[{i}]" for n, i in panel(page)["pad"]] == top  # the pad's default pair
     prior = media(sweep_grid(page).value[0])
     page.radio(key="tv_order").set_value("index").run()
     names = re.findall(r"(z\d\[\d\])", sweep_grid(page).captions[0])
@@ -108,36 +275,36 @@ def test_rows_ordered_by_kl_and_the_posterior_range(page, media):
     assert (media(sweep_grid(page).value[0]) != prior).any()
 
 
-def test_choose_expert_by_hand(page, media, model):
+def test_choose_expert_by_hand(page, model):
     box = page.selectbox(key="tv_expert")
     assert box.options[0] == "routed (eq. 7)"
-    images = {}
+    images, graphs = {}, {}
     for expert in model.experts():
         page.selectbox(key="tv_expert").set_value(expert).run()
         assert not page.exception
         assert expert_caption(page) == f"Decoding through expert {expert} (chosen by hand)."
-        dims = sum(b.dim for b in traversal.blocks_for(model, expert))
-        assert len(latent_sliders(page)) == dims
-        images[expert] = decoded(page, media)
+        args = panel(page)
+        assert [b["name"] for b in args["blocks"]] == [f"z{expert}"]
+        assert sum(b["dim"] for b in args["blocks"]) == 4
+        images[expert], graphs[expert] = decoded(page), args["model"]
     assert len(images) == 2
     assert (images[0] != images[1]).any()
+    assert graphs[0] != graphs[1]  # each expert's decoder is its own graph
 
 
-def test_prior_sample_source(page, media):
+def test_prior_sample_source(page):
     page.selectbox(key="tv_source").set_value("prior sample").run()
     assert not page.exception
     assert not page.error
     assert "Decoding through expert" in expert_caption(page)
     captions = [c for im in page.get("image") for c in im.captions]
-    assert "decoded" in captions and "input" not in captions
-    first = [s.value for s in latent_sliders(page)]
-    image = decoded(page, media)
+    assert "input" not in captions
+    first, image = panel(page)["values"], decoded(page)
     page.number_input(key="tv_index").set_value(1).run()  # the seed of the prior draw
     assert not page.exception
-    second = [s.value for s in latent_sliders(page)]
-    assert len(first) == len(second) == 4
-    assert first != second
-    assert (decoded(page, media) != image).any()
+    second = panel(page)["values"]
+    assert first != second and sum(len(v) for v in second.values()) == 4
+    assert (decoded(page) != image).any()
 
 
 def test_other_task_and_snapshot(page):
@@ -146,4 +313,4 @@ def test_other_task_and_snapshot(page):
     page.select_slider(key="snap-good/tiny").set_value(0).run()
     assert not page.exception
     assert not page.error
-    assert latent_sliders(page)
+    assert panel(page)["blocks"]

@@ -1,7 +1,8 @@
 """The real app in headless Chromium: `streamlit run app.py` on a tiny run, driven by Playwright.
 
 Screenshots for the README: `LIFELONG_SCREENSHOTS=1 python -m pytest tests/e2e` writes
-docs/screenshots/overview.png and traversal.png (viewport 1400x1000). By default the server
+docs/screenshots/overview.png and the other pages' shots (viewport 1400x1000; traversal.png:
+test_browser_traversal.py, on the first shipped run). By default the server
 shows a tiny run trained by the fixture; LIFELONG_E2E_RUN_ROOTS=pretrained (folders separated
 by os.pathsep, as for LIFELONG_RUN_ROOTS) shows real runs instead.
 """
@@ -181,61 +182,27 @@ def test_overview(page, server):
     screenshot(page, "overview")
 
 
-def settled_src(page, img, quiet_ms: int = 1500) -> str:
-    """The img's src once it has not changed for quiet_ms (queued slider reruns done)."""
-    src, deadline = img.get_attribute("src"), time.monotonic() + TIMEOUT_MS / 1000
-    while time.monotonic() < deadline:
-        page.wait_for_timeout(quiet_ms)
-        now = img.get_attribute("src")
-        if now == src:
-            return src
-        src = now
-    raise AssertionError("the decoded image kept changing")
-
-
-def test_traversal_slider_decodes_live(page):
+def test_traversal_panel_decodes_in_the_page(page):
+    """The traversal's slider panel decodes in the page while a slider is dragged, before
+    the server hears of it. tests/e2e/test_browser_traversal.py checks every shipped run in
+    detail (pixels against the server's decode) and takes the traversal screenshot."""
     from playwright.sync_api import expect
 
     main = open_page(page, "Latent traversal")
-    decoded = main.locator("[data-testid=stImage]").filter(has_text="decoded")
-    expect(decoded.locator("img")).to_be_visible()
-    sliders = main.locator("[data-testid=stSlider] input[type=range]")
-    assert sliders.count() >= 2  # the latent variables and the sweep's controls
-    before = decoded.locator("img").get_attribute("src")
-    value = float(sliders.first.get_attribute("value"))
-    sliders.first.focus()
-    there, back = ("ArrowRight", "ArrowLeft") if value < 2 else ("ArrowLeft", "ArrowRight")
-    for _ in range(10):
-        sliders.first.press(there)
-    expect(decoded.locator("img")).not_to_have_attribute("src", before)
-    assert float(sliders.first.get_attribute("value")) != pytest.approx(value)
-    # The image is a data: URL of the decoded pixels: one step on and one step back must give
-    # the very same image again, so each rerun decoded the slider's current value, not a
-    # stale one (the first steps snap the posterior mean onto the slider's 0.05 grid).
-    moved = settled_src(page, decoded.locator("img"))
-    sliders.first.press(there)
-    expect(decoded.locator("img")).not_to_have_attribute("src", moved, timeout=TIMEOUT_MS)
-    sliders.first.press(back)
-    expect(decoded.locator("img")).to_have_attribute("src", moved, timeout=TIMEOUT_MS)
-    images_render(main, 2)
-    screenshot(page, "traversal")
-
-
-def test_latent_map_click_shows_the_point(page):
-    from playwright.sync_api import expect
-
-    main = open_page(page, "Latent map")
-    chart = main.locator("[data-testid=stPlotlyChart]")
-    expect(chart).to_be_visible()
-    caption = main.locator("[data-testid=stImage]").filter(has_text="point ")
-    expect(caption).to_contain_text("point 0:")
-    points = chart.locator(".scatterlayer .trace").last.locator(".point")
-    expect(points.first).to_be_visible()
-    box = points.last.bounding_box()
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    expect(caption).not_to_contain_text("point 0:")
+    panel = page.frame_locator("iframe[title*=traversal_panel]")
+    expect(panel.locator("#caption")).to_have_text("decoded in this page")
+    frame = next(f for f in page.frames if "traversal_panel" in f.url)
+    shown = "document.getElementById('image').toDataURL()"
+    before = frame.evaluate(shown)
+    box = panel.locator("input[type=range]").first.bounding_box()
+    page.mouse.move(box["x"] + 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2, steps=5)
+    frame.wait_for_function(f"{shown} !== {before!r}")
+    assert frame.evaluate("traversalPanel.sent.length") == 0  # the drag goes on: not yet
+    page.mouse.up()
+    frame.wait_for_function("traversalPanel.sent.length === 1")
     images_render(main, 1)
-    screenshot(page, "latent-map")
 
 
 SEPARATE = ("Overview", "Latent traversal", "Latent map")
@@ -243,7 +210,8 @@ SEPARATE = ("Overview", "Latent traversal", "Latent map")
 
 @pytest.mark.parametrize(
     "title, shot",
-    # the Overview, the traversal and the map have tests of their own above
+    # the Overview and the traversal have tests of their own above; the map's is in
+    # test_browser_latent_map.py
     [(p.title, p.shot) for p in PAGES if p.title not in SEPARATE],
 )
 def test_page_renders(page, title, shot):

@@ -41,7 +41,7 @@ def test_routed_codes_come_from_the_selected_expert():
     assert (who == 1).all() and np.allclose(
         one, model.encode(x, 1)["z1"]["mu"].detach().numpy(), atol=1e-6
     )
-    assert latentmap.spaces(model) == ["routed", "expert 0", "expert 1"]
+    assert latentmap.spaces(model) == ["task expert", "routed", "expert 0", "expert 1"]
 
 
 def test_projections():

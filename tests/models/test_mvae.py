@@ -9,6 +9,7 @@ import torch
 
 from lifelong import hsic, losses
 from lifelong.models import build
+from lifelong.models import dropout as cdrop
 from lifelong.models.mvae import MVAEConfig
 from tests.conftest import synthetic_task
 
@@ -108,10 +109,30 @@ def test_score_is_the_elbo_and_the_loss_adds_dhsic_and_dirichlet_kl(monkeypatch)
     torch.manual_seed(5)
     terms = model.loss({"x": x}, 0)
     z = [model.encode(x, k)[f"z{k}"]["mu"] for k in range(3)]
-    bw = [max(hsic.median_bandwidth(c), model.config.hsic_min_bandwidth) for c in z]
+    # the regulariser's kernels: the median distance (hsic_bandwidth="distance", the default,
+    # what runs without the field were trained with), floored
+    assert model.config.hsic_bandwidth == "distance"
+    bw = [max(hsic.median_bandwidth(c, "distance"), model.config.hsic_min_bandwidth) for c in z]
     expected = -elbo.mean() + 7.0 * hsic.dhsic(z, bw)
     assert torch.allclose(terms["total"], expected, rtol=1e-5)
     assert torch.allclose(-elbo.mean(), terms["rec"] + terms["kl"] + terms["kl_w"], rtol=1e-5)
+
+
+def test_hsic_bandwidth_dhsic_uses_the_r_package_heuristic():
+    model = _model(n_components=3, beta=1.0, hsic_bandwidth="dhsic", hsic_min_bandwidth=0.0)
+    x = _bars(32)
+    z = [model.encode(x, k)[f"z{k}"]["mu"] for k in range(3)]
+    reg = model.independence(z)
+    assert torch.allclose(reg, hsic.dhsic(z), rtol=1e-5)  # R dHSIC's bandwidths
+    assert not torch.allclose(reg, hsic.dhsic(z, heuristic="distance"), rtol=1e-3)
+    # a run's config without the field (made before it existed) keeps the old kernels
+    from lifelong.models import config_from_dict, config_to_dict
+
+    old = config_to_dict(MVAEConfig(**TINY))
+    del old["hsic_bandwidth"]
+    assert config_from_dict(MVAEConfig, old).hsic_bandwidth == "distance"
+    with pytest.raises(ValueError, match="'dhsic' or 'distance'"):
+        MVAEConfig(hsic_bandwidth="median").validate()
 
 
 def test_gs_mask_is_eq22_and_the_dropout_rate_is_learnable():
@@ -187,6 +208,40 @@ def test_pruned_components_stay_inactive_and_contribute_nothing():
     fresh = build("mvae", model.config)
     fresh.load_state_dict(model.state_dict())
     assert fresh.experts() == [0, 2]
+
+
+def test_sampled_prune_score_is_sec_vg_literal_test_on_one_eq22_mask():
+    """prune_score="sampled": one relaxed keep mask per component and check (eq. 22 at T), pruned
+    below the paper's 0.1; nearly binary at T = 0.1, so a component goes with probability ~p
+    at each check, whatever the reconstruction needs."""
+    model = _model(n_components=4, dropout="gs", prune_score="sampled")
+    with torch.no_grad():
+        model.drop_logit[:] = torch.tensor([-6.0, -6.0, 0.0, 6.0])  # p = .0025, .0025, .5, .9975
+    draws = torch.stack(
+        [cdrop.sampled_keep_scores(model.drop_logit, "gs", 0.1, s) for s in range(400)]
+    )
+    assert ((draws < 0.05) | (draws > 0.95)).float().mean() > 0.85  # nearly 0 or 1
+    below = (draws < 0.1).float().mean(0)  # how often each would be pruned at one check
+    assert float(below[0]) < 0.02 and float(below[3]) > 0.98
+    assert 0.35 < float(below[2]) < 0.65  # a coin flip at p = 0.5
+    # seeded: the same draw in every process, and the training stream is left alone
+    torch.manual_seed(1)
+    a = cdrop.sampled_keep_scores(model.drop_logit, "gs", 0.1, 5)
+    after = torch.rand(1)
+    torch.manual_seed(1)
+    assert torch.equal(torch.rand(1), after)
+    assert torch.equal(a, cdrop.sampled_keep_scores(model.drop_logit, "gs", 0.1, 5))
+    model.progress = 0.9
+    pruned = model.prune()
+    assert 3 in pruned and 0 not in pruned and 1 not in pruned
+    assert all(e["threshold"] == 0.1 for e in model._pruned)
+    expected = _model(n_components=4, dropout="gs")  # the default: 1 - p against 0.6
+    with torch.no_grad():
+        expected.drop_logit[:] = model.drop_logit
+    expected.progress = 0.9
+    assert expected.prune() == [3, 2]
+    with pytest.raises(ValueError, match="'expected' or 'sampled'"):
+        MVAEConfig(prune_score="mean").validate()
 
 
 def test_pruning_respects_min_components_and_dropout_none():
@@ -273,9 +328,9 @@ def _trained(x, steps, seed=0, epoch_every=None, at=None, **kw):
 @pytest.mark.slow
 def test_claim_dhsic_separates_the_components_latent_spaces():
     """Figs. 12-13: with beta = 10 the components' codes depend on each other clearly less than
-    with beta = 0 (mean pairwise HSIC of the posterior means of test digits, median-heuristic
-    bandwidths), and the regulariser's reconstruction cost is transient: trained on equally
-    long, both reach a similar error. Two seeds per beta, summed.
+    with beta = 0 (mean pairwise HSIC of the posterior means of test digits, median-distance
+    bandwidths: hsic heuristic="distance"), and the regulariser's reconstruction cost is
+    transient: trained on equally long, both reach a similar error. Two seeds per beta, summed.
 
     Measured (one CPU thread; HSIC sums beta=10 / beta=0, SSE sums beta=10 / beta=0):
       1200 steps  HSIC .0062 / .0200 (0.31x)   SSE 42.9 / 34.6 (1.24x; the old test: 1.26x)
@@ -295,7 +350,9 @@ def test_claim_dhsic_separates_the_components_latent_spaces():
 
         def pairwise(model, out):
             z = [model.encode(xt, k)[f"z{k}"]["mu"] for k in model.experts()]
-            out.append(float(hsic.mean_pairwise(hsic.hsic_matrix(z).matrix)))
+            # the median-distance bandwidths the figures above were measured with
+            res = hsic.hsic_matrix(z, heuristic="distance")
+            out.append(float(hsic.mean_pairwise(res.matrix)))
 
         for seed in (0, 1):
             at = {1200: lambda m, b=beta: pairwise(m, hs[b])}
