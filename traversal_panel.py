@@ -64,6 +64,22 @@ def model_file(exported: traversal_onnx.Exported, folder: Path | None = None) ->
     return f"{folder.name}/{path.name}"
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _per_variable(
+    what: str, path: str, mtime: float, snap: int, task: int, expert, _model, _x
+) -> dict[str, list]:
+    fn = traversal.informativeness if what == "kl" else traversal.posterior_ranges
+    return fn(_model, _x, expert)
+
+
+def per_variable(what: str, run, snap: int, task: int, expert, model, x) -> dict[str, list]:
+    """traversal.informativeness ("kl") or posterior_ranges ("ranges") of task `task`'s test
+    images `x`, computed once per run, snapshot, task and expert: a drag's end reruns the
+    page, and these encode up to 512 images each time otherwise."""
+    mtime = ui._mtime(run.path)
+    return _per_variable(what, str(run.path), mtime, snap, task, expert, model, x)
+
+
 def _browser_value(state_key: str) -> dict | None:
     """The component's last value if it belongs to this input/expert/snapshot."""
     value = st.session_state.get(KEY)

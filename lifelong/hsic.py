@@ -56,10 +56,10 @@ def _sq_dists(x: torch.Tensor) -> torch.Tensor:
 HEURISTICS = ("dhsic", "distance")
 
 
-def check_heuristic(heuristic: str) -> str:
-    """`heuristic` if it is one of HEURISTICS, else a one-line ValueError."""
+def check_heuristic(heuristic: str, name: str = "bandwidth heuristic") -> str:
+    """`heuristic` if it is one of HEURISTICS, else a one-line ValueError naming `name`."""
     if heuristic not in HEURISTICS:
-        raise ValueError(f"bandwidth heuristic must be 'dhsic' or 'distance', not {heuristic!r}")
+        raise ValueError(f"{name} must be 'dhsic' or 'distance', not {heuristic!r}")
     return heuristic
 
 

@@ -47,7 +47,7 @@ if start.expert is not None:
 state_key = f"{run.name}-{snap}-{source}-{task}-{index}-{start.expert}"
 
 data = tests[task].x[:512].to(model.device)
-kl = traversal.informativeness(model, data, start.expert)
+kl = traversal_panel.per_variable("kl", run, snap, task, start.expert, model, data)
 by_index = [(n, i) for n, v in kl.items() for i in range(len(v))]
 by_kl = sorted(by_index, key=lambda r: -kl[r[0]][r[1]])
 # the panel (traversal_panel.py) decodes in the page while a slider moves; the grid and the
@@ -69,7 +69,9 @@ span = s3.radio(
     " (disentanglement_lib's choice)",
 )
 rows = by_kl if order_by == "most informative first" else by_index
-ranges = traversal.posterior_ranges(model, data, start.expert) if span != "prior −3..3" else None
+ranges = None
+if span != "prior −3..3":
+    ranges = traversal_panel.per_variable("ranges", run, snap, task, start.expert, model, data)
 sweep_at = np.linspace(-3, 3, n_values)
 if not rows:
     st.info(f"{run.family}: this expert has no Gaussian latent variables to sweep.")

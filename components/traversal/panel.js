@@ -43,7 +43,7 @@ window.traversalPanel = panel;
 let ort = null;
 const ortReady = import("./vendor/onnxruntime-web/ort.wasm.bundle.min.mjs").then((mod) => {
   mod.env.wasm.numThreads = 1; // no cross-origin isolation: no SharedArrayBuffer, one thread
-  mod.env.wasm.proxy = false;
+  mod.env.wasm.proxy = false; // in this thread: a worker's hop per frame cost 10+ fps here
   panel.runtime = `onnxruntime-web ${mod.env.versions?.web ?? ""}`.trim();
   ort = mod;
   return mod;

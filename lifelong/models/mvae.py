@@ -88,7 +88,7 @@ class MVAEConfig:
             raise ValueError(f"hsic_form must be 'joint' or 'pairwise', not {self.hsic_form!r}")
         if self.hsic_codes not in ("mean", "sample"):
             raise ValueError(f"hsic_codes must be 'mean' or 'sample', not {self.hsic_codes!r}")
-        hsic.check_heuristic(self.hsic_bandwidth)
+        hsic.check_heuristic(self.hsic_bandwidth, "hsic_bandwidth")
         cdrop.check_score(self.prune_score)
         if self.n_components < 1 or not 1 <= self.min_components <= self.n_components:
             raise ValueError("need n_components >= 1 and 1 <= min_components <= n_components")

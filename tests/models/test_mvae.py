@@ -131,7 +131,7 @@ def test_hsic_bandwidth_dhsic_uses_the_r_package_heuristic():
     old = config_to_dict(MVAEConfig(**TINY))
     del old["hsic_bandwidth"]
     assert config_from_dict(MVAEConfig, old).hsic_bandwidth == "distance"
-    with pytest.raises(ValueError, match="'dhsic' or 'distance'"):
+    with pytest.raises(ValueError, match="^hsic_bandwidth must be 'dhsic' or 'distance'"):
         MVAEConfig(hsic_bandwidth="median").validate()
 
 
