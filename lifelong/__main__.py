@@ -258,6 +258,7 @@ def _eval(args) -> int:
 
 
 def _pretrain(args) -> int:
+    from lifelong import evaldata
     from lifelong.train import TrainArgs, resolve_device, train
     from lifelong.zoo import ZOO, write_index
 
@@ -276,11 +277,15 @@ def _pretrain(args) -> int:
         target = out_root / entry["name"]
         if target.exists() and not (target / "manifest.json").is_file():
             raise ValueError(f"{target} exists and is not a run; move it away or use --out")
+    missing = _missing_data(chosen, named=args.only is not None and args.only != "classifier")
     if args.only in (None, "classifier"):
-        _feature_classifier(out_root / "feature-classifier.safetensors", args)
+        _feature_classifier(out_root, args)
         if args.only == "classifier":
             return 0
     for entry in chosen:
+        if entry["name"] in missing:  # a full rebuild without Fashion-MNIST: one line each
+            print(f"skipping {entry['name']}: {missing[entry['name']]}", file=sys.stderr)
+            continue
         target = out_root / entry["name"]
         tmp = out_root / f".{entry['name']}.building"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -297,12 +302,15 @@ def _pretrain(args) -> int:
                 overrides=entry["set"],
                 threads=args.threads,
                 store_dtype="float16",
+                eval_images=entry.get("eval_images", evaldata.EVAL_IMAGES),
             )
         )
         _zoo_eval(tmp, entry.get("eval", ZOO_EVAL))
+        _slim(tmp)
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
         print(f"wrote {target}")
+    out_root.mkdir(parents=True, exist_ok=True)
     write_index(out_root)
     return 0
 
@@ -320,25 +328,74 @@ def _zoo_eval(run_dir: Path, metrics: str) -> None:
     runeval.store(run, result)
 
 
-def _feature_classifier(path: Path, args) -> None:
-    """Train pretrained/feature-classifier.safetensors (the Frechet distance's features): always
-    with --only classifier; in a full rebuild only when it is missing or invalid, so its bytes
-    stay the same otherwise."""
+def _missing_data(entries: list[dict], named: bool) -> dict[str, str]:
+    """{run name: why} for zoo runs whose dataset files are absent (Fashion-MNIST without the
+    Debian package). A run the user named is an error instead of a skip."""
+    from lifelong.data import DataError, load_task
+
+    missing, checked = {}, {}
+    for entry in entries:
+        for spec in entry["tasks"]:
+            if spec not in checked:
+                try:
+                    load_task(spec, "test")
+                    checked[spec] = None
+                except DataError as exc:
+                    checked[spec] = str(exc)
+            if checked[spec]:
+                missing[entry["name"]] = checked[spec]
+                break
+    if named and missing:
+        raise ValueError(next(iter(missing.values())))
+    return missing
+
+
+def _slim(run_dir: Path) -> None:
+    """Where the run stores its time-lapse, keep only the last snapshot's default map: the
+    Latent map shows the time-lapse, and a stored map only while another projection computes
+    (the last snapshot is the page's default). Keeps pretrained/ within its 80 MB."""
+    from lifelong import runs
+
+    manifest = runs.open_run(run_dir).manifest
+    extras = manifest.get("extras", {})
+    if not extras.get("timelapse") or not extras.get("map"):
+        return
+    last = max(int(t) for t in extras["map"])
+    for t in [int(t) for t in extras["map"] if int(t) != last]:
+        runs.drop_extra(run_dir, manifest, "map", t)
+    runs.write_manifest(run_dir, manifest)
+
+
+def _feature_classifier(root: Path, args) -> None:
+    """Train the Frechet distance's feature classifiers in `root`: feature-classifier.safetensors
+    (embedded datasets) and, where Fashion-MNIST is installed, feature-classifier-fashion.
+    safetensors. Always with --only classifier; in a full rebuild only when missing or invalid,
+    so their bytes stay the same otherwise."""
     import torch
 
-    from lifelong.classifier import ClassifierError, build_classifier, load_classifier
+    from lifelong import classifier as clf
+    from lifelong.data import DataError, load_task
 
-    if args.only is None:
-        try:
-            load_classifier(path)
-            return
-        except ClassifierError:
-            pass
     if args.threads:
         torch.set_num_threads(args.threads)
-    print("training the feature classifier ...", file=sys.stderr)
-    meta = build_classifier(path)
-    print(f"wrote {path} (test accuracy {meta['test_accuracy']})")
+    kinds = [(clf.DEFAULT_PATH.name, {}, "the feature classifier")]
+    try:
+        load_task("fashion", "test")
+        fashion = {"datasets": clf.FASHION_DATASETS, "invert": False, "epochs": 15}
+        kinds.append((clf.FASHION_PATH.name, fashion, "the Fashion-MNIST feature classifier"))
+    except DataError as exc:
+        print(f"skipping the Fashion-MNIST feature classifier: {exc}", file=sys.stderr)
+    for name, kw, what in kinds:
+        path = root / name
+        if args.only is None:
+            try:
+                clf.load_classifier(path)
+                continue
+            except clf.ClassifierError:
+                pass
+        print(f"training {what} ...", file=sys.stderr)
+        meta = clf.build_classifier(path, **kw)
+        print(f"wrote {path} (test accuracy {meta['test_accuracy']})")
 
 
 def _datasets(args) -> int:

@@ -7,9 +7,10 @@ copied to a laptop, uploaded to a colleague's app, trained on a GPU machine's fi
                                   [N, F] where the dataset has ground-truth factors
     manifest["evaldata"]["3"]     {"file", "sha256", "bytes", "n", "classes", "factor_names"}
 
-N = EVAL_IMAGES (512: 0.4 MB for a 28x28 task), fewer for a smaller test split. The trainer
-writes a task's sample with the first snapshot; `eval --write` and `pretrain` add them to runs
-made before this existed.
+N = EVAL_IMAGES (512: 0.4 MB for a 28x28 task) or the run's `eval_images` (TrainArgs; the
+Fashion-MNIST zoo stores 256 to fit pretrained/'s budget), fewer for a smaller test split. The
+trainer writes a task's sample with the first snapshot; `eval --write` and `pretrain` add them
+to runs made before this existed.
 
 Where test images come from (`test_sets`): an embedded dataset (digits, glyphs, shapes,
 textured) is generated, as it always was: it reads no file a manifest names. A dataset read
@@ -65,18 +66,26 @@ def sample(
 
 
 def write(
-    run_dir: Path, manifest: dict, task: int, data: ldata.TaskData, seed: int = EVAL_SEED
+    run_dir: Path,
+    manifest: dict,
+    task: int,
+    data: ldata.TaskData,
+    seed: int = EVAL_SEED,
+    n: int = EVAL_IMAGES,
 ) -> dict:
-    """Write task `task`'s sample as evaldata-{task:02d}.safetensors and record it in
-    manifest["evaldata"] (not yet written: the caller writes the manifest)."""
-    blob = st_save(sample(data, seed))
+    """Write task `task`'s sample of n images as evaldata-{task:02d}.safetensors and record it
+    in manifest["evaldata"] (not yet written: the caller writes the manifest). A smaller n
+    draws the first n of the same permutation: a subset of the larger sample."""
+    if not 0 < n <= MAX_EVAL_IMAGES:
+        raise ValueError(f"evaluation images per task must be 1 to {MAX_EVAL_IMAGES}, not {n}")
+    blob = st_save(sample(data, seed, n))
     fname = f"evaldata-{task:02d}.safetensors"
     runs.atomic_write(Path(run_dir) / fname, blob)
     entry = {
         "file": fname,
         "sha256": hashlib.sha256(blob).hexdigest(),
         "bytes": len(blob),
-        "n": min(EVAL_IMAGES, len(data)),
+        "n": min(n, len(data)),
         "classes": list(data.classes),
         "factor_names": list(data.factor_names) if data.factor_names else None,
     }
@@ -85,14 +94,18 @@ def write(
 
 
 def write_missing(
-    run_dir: Path, manifest: dict, tests: list[ldata.TaskData], seed: int = EVAL_SEED
+    run_dir: Path,
+    manifest: dict,
+    tests: list[ldata.TaskData],
+    seed: int = EVAL_SEED,
+    n: int = EVAL_IMAGES,
 ) -> list[int]:
     """Store the sample of every task in `tests` the run does not carry yet; returns those
     task indexes. Samples already stored are left as they are (their bytes never change)."""
     have = manifest.get("evaldata", {})
     added = [j for j in range(len(tests)) if str(j) not in have]
     for j in added:
-        write(run_dir, manifest, j, tests[j], seed)
+        write(run_dir, manifest, j, tests[j], seed, n)
     return added
 
 

@@ -334,6 +334,9 @@ EVAL_METRICS = {
     "seen tasks per snapshot, and [after task k][task j]",
     "populations": "CPVAE (paper 004, last snapshot): eqs. 7-8 population accuracy with k "
     "importance samples (Table 2) and k-means ARI of shared / private codes (Table 1)",
+    "components": "mixtures (paper 002, last snapshot): mean pairwise HSIC between the "
+    "components' codes on 512 test images (R dHSIC bandwidths, raw and normalised; Fig. 12) "
+    "and the mixture's reconstruction MSE against each component's alone",
     "drift": "latent drift: mean distance task j's codes (every test image, through the expert "
     "holding it for mixtures) moved from the snapshot after task j to snapshot k, over their "
     "spread then; lower is steadier [after task k][task j]. --write also stores the Latent "

@@ -57,6 +57,7 @@ def _key(run, name: str, params: dict, classifier=None) -> dict:
         "dci": ("seed",),
         "forward": (),
         "populations": ("k", "samples", "seed"),
+        "components": ("seed",),  # 512 images over every task
         "task_shares": ("samples", "seed"),
         "fitting": ("samples", "seed"),
         "drift": (),  # every test image (up to DRIFT_IMAGES a task), no sampling
@@ -93,10 +94,10 @@ def evaluate_run(
     params = {"k": k, "samples": samples, "seed": seed}
     out = {"values": {}, "stored": [], "skipped": {}, "entries": {}}
     if set(names) & set(NEEDS_CLASSIFIER) and classifier is None:
-        from lifelong.classifier import ClassifierError, load_classifier
+        from lifelong.classifier import ClassifierError, classifier_path_for, load_classifier
 
-        try:
-            classifier = load_classifier()
+        try:  # a Fashion-MNIST run is scored with the Fashion classifier (classifier.py)
+            classifier = load_classifier(classifier_path_for(run.tasks))
         except ClassifierError as exc:
             if require_classifier:
                 raise
@@ -172,6 +173,14 @@ def evaluate_run(
             values["populations"] = _populations(last, tests, params)
         except Unsupported as exc:
             skipped["populations"] = _reason(last, exc)
+    if "components" in todo_names:
+        from lifelong.explore.dependence import components
+
+        log("components on the last snapshot (dHSIC, mixture vs each component)")
+        try:
+            values["components"] = components(last, tests, 512, seed)
+        except ValueError as exc:
+            skipped["components"] = f"{last.family}: {exc}"
     if "forward" in todo_names:
         log("forward transfer: evaluating the untrained model")
         values["forward"] = _forward(run, tests)
@@ -438,6 +447,15 @@ def format_eval(run, result: dict) -> list[str]:
             lines.append("k-means ARI vs " + " | ".join(ari["columns"]))
             for row, vals in zip(ari["rows"], ari["values"], strict=True):
                 lines.append(f"  {row:<10} " + " | ".join(_num(x, ".3f") for x in vals))
+        elif name == "components":
+            lines.append(f"\n{head}")
+            pairs = zip(v["experts"], v["component_mse"], strict=True)
+            comp = ", ".join(f"{k}: {_num(m)}" for k, m in pairs)
+            lines.append(
+                f"mean pairwise HSIC {_num(v['mean_pairwise_hsic'], '.4g')} (normalised "
+                f"{_num(v['mean_pairwise_hsic_normalised'], '.3f')}) on {v['n']} images; MSE"
+                f" mixture {_num(v['mixture_mse'])}, components alone: {comp}"
+            )
         elif name == "forward":
             lines.append(f"\n{head}")
             for m in ("mse", "elbo"):

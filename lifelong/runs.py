@@ -161,6 +161,16 @@ def save_extra(
     return entry
 
 
+def drop_extra(run_dir: Path, manifest: dict, kind: str, task: int) -> None:
+    """Forget `{kind}-{task:02d}.safetensors`: its manifest entry (not yet written), then the
+    file, named by this project's own pattern rather than by the manifest."""
+    entries = manifest.get("extras", {}).get(kind, {})
+    if entries.pop(str(task), None) is not None:
+        (Path(run_dir) / f"{kind}-{task:02d}.safetensors").unlink(missing_ok=True)
+    if not entries:
+        manifest.get("extras", {}).pop(kind, None)
+
+
 @dataclass
 class Run:
     """An opened, validated run folder. Models are built on demand by `load_model`."""

@@ -45,6 +45,18 @@ def tasks():
     return [synthetic_task(k, seed=i) for i, k in enumerate(["hbar", "vbar", "blob"])]
 
 
+def fashion_or_skip(specs: list[str]) -> list[str]:
+    """The specs, or a skip where Fashion-MNIST is not installed (the slow claim tests' real-data
+    cases: apt-get install dataset-fashion-mnist, which .ci/run does)."""
+    from lifelong.data import DataError, load_task
+
+    try:
+        load_task(specs[0], "test")
+    except DataError as exc:
+        pytest.skip(f"real-data case: {exc}")
+    return specs
+
+
 TINY_NETS = {"latent_dim": 2, "hidden": 16, "channels": 4}
 TINY_TASKS = ["digits:classes=0-1", "digits:classes=2-3"]
 

@@ -182,6 +182,29 @@ def test_eval_and_pretrain_refuse_bad_input_in_one_line(tmp_path, capsys):
     assert sorted(p.name for p in root.rglob("*")) == [name, "mine.txt"]  # nothing trained
 
 
+def test_pretrain_without_fashion_skips_its_runs_in_one_line(tmp_path, capsys, monkeypatch):
+    """A full rebuild on a machine without dataset-fashion-mnist skips the Fashion runs, one
+    line each; naming one is an error saying how to get the data; nothing is written."""
+    import dataclasses
+
+    from lifelong import zoo
+    from lifelong.data.registry import REGISTRY
+
+    absent = dataclasses.replace(REGISTRY["fashion"], default_path=str(tmp_path / "absent"))
+    monkeypatch.setitem(REGISTRY, "fashion", absent)
+    monkeypatch.setattr(zoo, "ZOO", [e for e in zoo.ZOO if "fashion" in e["name"]][:2])
+    monkeypatch.setattr("lifelong.__main__._feature_classifier", lambda root, args: None)
+    root = tmp_path / "zoo"
+    assert main(["pretrain", "--out", str(root)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("skipping ") for line in err)
+    assert "dataset-fashion-mnist" in err[0]
+    assert not root.exists() or not any(p.is_dir() for p in root.iterdir())
+    name = zoo.ZOO[0]["name"]
+    line = _fails(["pretrain", "--only", name, "--out", str(root)], capsys)
+    assert "dataset-fashion-mnist" in line
+
+
 def test_ctrl_c_says_what_was_left(tmp_path, capsys, monkeypatch):
     import lifelong.data
     from lifelong.train import trainer

@@ -117,3 +117,36 @@ def test_eval_prints_the_drift_matrix(lmvae_copy, capsys):
     out = capsys.readouterr().out
     assert "drift: latent drift" in out and "codes: task expert" in out
     assert "timelapse" not in json.loads((lmvae_copy / "manifest.json").read_text())["extras"]
+
+
+def test_pretrain_keeps_the_last_map_beside_a_stored_time_lapse(lmvae_copy, capsys):
+    """pretrain's slimming: with a time-lapse stored, earlier snapshots' default maps go (the
+    manifest forgets them, the files are removed) and the run still opens and reads its last
+    map; a run without a time-lapse keeps every map."""
+    from lifelong.__main__ import _slim
+
+    before = sorted(p.name for p in lmvae_copy.glob("map-*.safetensors"))
+    assert before == ["map-00.safetensors", "map-01.safetensors"]
+    _slim(lmvae_copy)  # no time-lapse yet: nothing changes
+    assert sorted(p.name for p in lmvae_copy.glob("map-*.safetensors")) == before
+    assert main(["eval", str(lmvae_copy), "--metrics", "drift", "--write"]) == 0
+    _slim(lmvae_copy)
+    assert sorted(p.name for p in lmvae_copy.glob("map-*.safetensors")) == ["map-01.safetensors"]
+    run = open_run(lmvae_copy)
+    assert list(run.manifest["extras"]["map"]) == ["1"] and run.extra("map", 1) is not None
+    assert run.extra("map", 0) is None
+
+
+def test_a_run_carries_as_many_evaluation_images_as_asked(tmp_path):
+    """TrainArgs.eval_images (the Fashion zoo's 256): the stored sample is the first n of the
+    same draw, so it is a subset of the default one."""
+    from lifelong.data import load_task
+    from lifelong.train import train
+    from tests.conftest import tiny_args
+
+    out = train(tiny_args(tmp_path / "run", eval_images=40, map_points=0), callbacks=[])
+    run = open_run(out)
+    small = evaldata.stored(run, 0)
+    assert run.manifest["evaldata"]["0"]["n"] == 40 and len(small) == 40
+    full = evaldata.sample(load_task(run.tasks[0], "test"))
+    assert set(small.index.tolist()) <= set(full["index"].tolist())

@@ -163,6 +163,29 @@ def test_shipped_classifier_loads_validates_and_recognises_digits(tmp_path):
         assert "\n" not in str(exc.value) and "pretrain --only classifier" in str(exc.value)
 
 
+@pytest.mark.skipif(not fc.FASHION_PATH.is_file(), reason="no Fashion-MNIST classifier shipped")
+def test_fashion_classifier_scores_fashion_runs_and_recognises_clothes():
+    """Fashion-MNIST runs get features of a classifier of clothes (App. 9.10: the data at
+    hand); a mixed or embedded sequence keeps the embedded one."""
+    assert fc.classifier_path_for(["fashion:classes=0-1", "fashion:classes=2-3"]) == fc.FASHION_PATH
+    assert fc.classifier_path_for(["digits", "fashion"]) == fc.DEFAULT_PATH
+    assert fc.classifier_path_for(["digits", "glyphs:invert"]) == fc.DEFAULT_PATH
+    assert fc.classifier_path_for(["nonsense:::"]) == fc.DEFAULT_PATH
+    clf = fc.load_classifier(fc.FASHION_PATH)
+    assert clf.meta["datasets"] == ["fashion"] and len(clf.meta["classes"]) == 10
+    assert clf.meta["test_accuracy"] > 0.85
+    try:
+        test = load_task("fashion:classes=7-9", "test")  # sneaker, bag, ankle boot
+    except ValueError:
+        pytest.skip("dataset-fashion-mnist not installed")
+    with torch.no_grad():
+        pred = clf(fc.prepare(test.x[:600])).argmax(1)
+    assert (pred == test.y[:600]).float().mean() > 0.85
+    # the embedded classifier calls clothes its own classes: its features are not for them
+    emb = fc.load_classifier()
+    assert not any(emb.meta["classes"][i].startswith("fashion") for i in range(3))
+
+
 class Replay:
     """A stand-in 'model' whose samples are given images: real held-out images (a perfect
     generator), or noise."""

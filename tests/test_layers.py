@@ -40,7 +40,14 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("train and explore", {"lifelong.train", "lifelong.explore"}),
     (
         "command line",
-        {"lifelong.__main__", "lifelong.runeval", "lifelong.zoo", "lifelong.testing", "lifelong"},
+        {
+            "lifelong.__main__",
+            "lifelong.runeval",
+            "lifelong.zoo",
+            "lifelong.claims",
+            "lifelong.testing",
+            "lifelong",
+        },
     ),
     ("app", {"app", "ui", "pagelist", "views", "app_conformance"}),
 ]

@@ -59,3 +59,32 @@ def first_component(codes: torch.Tensor) -> np.ndarray:
     c = c - c.mean(0)
     _, _, vt = np.linalg.svd(c, full_matrices=False)
     return c @ vt[0]
+
+
+@torch.no_grad()
+def components(model, tests: list, n: int = 512, seed: int = 0) -> dict:
+    """Paper 002's two figures of a mixture on n test images spread over every task: how
+    dependent its components' codes are (Fig. 12: mean pairwise HSIC with the R dHSIC
+    package's bandwidths, raw and normalised, as the dHSIC page shows by default) and what
+    the mixture gains over one component (the model's own reconstruction's MSE against each
+    component's alone, through its own encoder and decoder). Needs >= 2 experts."""
+    experts = model.experts()
+    if len(experts) < 2:
+        raise ValueError("it has a single component")
+    x = images(tests, None, n, seed)
+    raw = heatmap(model, x, normalise=False)
+    norm = hsic.hsic_matrix(raw["codes"], bandwidth=raw["bandwidths"], normalise=True)
+
+    def mse(recon: torch.Tensor) -> float:
+        return float(((recon.float().cpu() - x) ** 2).mean())
+
+    per = [mse(model.reconstruct(x, expert=k)) for k in experts]
+    return {
+        "n": len(x),
+        "experts": experts,
+        "mean_pairwise_hsic": raw["mean_pairwise"],
+        "mean_pairwise_hsic_normalised": float(hsic.mean_pairwise(norm.matrix)),
+        "matrix": raw["matrix"],
+        "mixture_mse": mse(model.reconstruct(x)),
+        "component_mse": per,
+    }

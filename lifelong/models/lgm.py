@@ -54,7 +54,7 @@ class LGMConfig:
     tau_min: float = 0.5  # ... annealed exponentially to this at the end of the task
     replay_grid: int = 16  # replayed samples recorded per task for inspection (0: none)
     # Beyond the paper, off by default (0). With eq. 10 alone nothing moves a new task onto its
-    # new z_d category, so fixing z_d does not regenerate one task (README, "Tying z_d to
+    # new z_d category, so fixing z_d does not regenerate one task (docs/claims.md, "Tying z_d to
     # the task"). task_anchor weighs a cross-entropy tying task t's real images to category t
     # and each replayed image to the category that generated it (the task boundary growth
     # already uses); zd_info weighs the authors' code's discrete mutual-information bonus
@@ -107,7 +107,7 @@ def consistency_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -
     the replayed images over the codes without tying them to the teacher's, so which code each
     task ends on is seed luck; padding the teacher's *probabilities* with 0 (App. 9.8 read
     literally) ties the replay to code 0, but the shared head then puts the new task there too
-    within ~5 steps. Hence the opt-in `task_anchor` (config; README, "Tying z_d to the
+    within ~5 steps. Hence the opt-in `task_anchor` (config; docs/claims.md, "Tying z_d to the
     task")."""
     log_q = torch.log_softmax(student_logits, dim=-1)
     log_p = torch.log_softmax(teacher_logits, dim=-1)
@@ -330,7 +330,7 @@ class LGM(ReplayRecord, GenerativeModel):
         the student's generations, leaving the distribution-level information to z_d (Sec. 4.4).
         Minimising a lower bound can be gamed: with info_lambda = 1 the encoder learns to tell
         decodings from real images and puts its log-variance on them at GaussianHead's clamp
-        (L_I = -54.2 nats for d = 10); at the paper's 0.01 it stays within -15..+4 (README).
+        (L_I = -54.2 nats for d = 10); at the paper's 0.01 it stays within -15..+4 (docs/claims.md).
         detach_q holds Q fixed here, so only what produced x_hat is trained by the term."""
         # z_c's head only: the discrete head plays no part in L_I
         _, logvar = self._q(("enc_body", "enc_head"), torch.sigmoid(rec_logits))

@@ -64,6 +64,7 @@ class TrainArgs:
     threads: int | None = None
     eval_samples: int = 512
     map_points: int = embedding.MAP_POINTS  # 0: store no default latent map
+    eval_images: int = evaldata.EVAL_IMAGES  # test images per task carried in the run
     log_every: int = 10
     checkpoint_every: int = 1  # epochs between mid-task checkpoints; 0: snapshots only
     amp: str = "none"  # "bf16": train steps under torch.autocast(bfloat16)
@@ -247,7 +248,7 @@ def _finish_task(ctx, model, manifest, p, t, tasks, test_sets) -> None:
         manifest["metrics"][name] = manifest["metrics"][name][:p] + [values]
     # The evaluation images travel with the run (evaldata.py): every task's, with the first
     # snapshot; a resumed run made before this adds the missing ones here.
-    evaldata.write_missing(out, manifest, test_sets)
+    evaldata.write_missing(out, manifest, test_sets, n=args.eval_images)
     runs.save_snapshot(out, manifest, model, t, ctx.stored, args.store_dtype)
     manifest.pop("checkpoint", None)
     runs.write_manifest(out, manifest)

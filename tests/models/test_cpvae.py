@@ -337,7 +337,7 @@ def test_claim_table1_ari_private_above_vae_above_shared():
     80 epochs: .67 / .70, .73 / .63): the faint texture carries little a Bernoulli decoder
     can use, so the VAE's latent is hardly spent on the background, which is where Table 1's
     gap comes from; over the strong texture the gap is back (40 epochs: .68 / .45, .58 /
-    .50). README, "Pretrained runs", has the full-size figures."""
+    .50). docs/claims.md has the full-size figures."""
     specs = ["textured:classes=0-4", "textured:classes=5-9"]
     ari = {"private": [], "vae": [], "shared": []}
     for seed in range(3):

@@ -293,8 +293,8 @@ def test_cli_run_snapshots_the_grown_model_and_its_views(tmp_path):
 
 PAPER_ONLY = pytest.mark.xfail(
     strict=True,
-    reason="paper 001's eq. 10 alone leaves the tasks mixed on the z_d codes (README, 'Fixing "
-    "z_d'); strict: this fails loudly if it ever starts to hold",
+    reason="paper 001's eq. 10 alone leaves the tasks mixed on the z_d codes (docs/claims.md, "
+    "'Fixing z_d'); strict: this fails loudly if it ever starts to hold",
 )
 
 
@@ -313,6 +313,7 @@ SMALL = dict(hidden=64, channels=16)  # the fixed-z_d claim's networks (TINY's a
     [
         pytest.param({}, [0], marks=PAPER_ONLY, id="paper"),
         pytest.param(SHIPPED, [0, 1, 2], id="shipped"),
+        pytest.param({**SHIPPED, "data": "fashion"}, [0, 1], id="shipped-fashion"),
     ],
 )
 def test_fixed_zd_generates_one_earlier_task(variant, seeds):
@@ -328,9 +329,16 @@ def test_fixed_zd_generates_one_earlier_task(variant, seeds):
     from sklearn.linear_model import LogisticRegression
 
     from lifelong import data as ldata
+    from tests.conftest import fashion_or_skip
 
-    specs = [f"digits:classes={c}" for c in ("0-3", "4-6", "7-9")]
+    variant = dict(variant)
+    specs = [f"{variant.pop('data', 'digits')}:classes={c}" for c in ("0-3", "4-6", "7-9")]
+    # the real-data case (Fashion-MNIST: tops | dress, coat, sandal | shirt, sneaker, bag,
+    # boot): 2,000 training images a task, so 400 steps see each about 13 times as on digits
     train = [ldata.load_task(s, "train", 0) for s in specs]
+    if specs[0].startswith("fashion"):
+        fashion_or_skip(specs)
+        train = [ldata.TaskData(d.name, d.x[:2000], d.y[:2000], d.classes) for d in train]
     x = torch.cat([d.x for d in train]).flatten(1).numpy()
     y = sum([[j] * len(d.x) for j, d in enumerate(train)], [])
     probe = LogisticRegression(max_iter=1000, C=0.1).fit(x, y)
@@ -356,7 +364,8 @@ def test_fixed_zd_generates_one_earlier_task(variant, seeds):
 
 
 @pytest.mark.slow
-def test_claim_fig12a_replay_beats_the_fine_tuned_vae():
+@pytest.mark.parametrize("data", ["digits", "fashion"])
+def test_claim_fig12a_replay_beats_the_fine_tuned_vae(data):
     """Fig. 12a on digits 0-3 | 4-6 | 7-9 (400 steps a task, small networks): after the last
     task the Fréchet distance (feature classifier) of LGM's samples over every seen task is
     lower than the fine-tuned VAE's, at each of seeds 0-2, with the paper's objective and with
@@ -365,16 +374,19 @@ def test_claim_fig12a_replay_beats_the_fine_tuned_vae():
 
     The other half of Fig. 12a does not hold here: the ablation without the two regularisers
     (`consistency=False, info_restrict=False`, replay kept) scored 7.47 / 7.39 / 8.33, better
-    than LGM at every seed (README, "Pretrained runs")."""
+    than LGM at every seed (docs/claims.md)."""
     from lifelong import data as ldata
     from lifelong import evaluation as ev
-    from lifelong.classifier import load_classifier
+    from lifelong.classifier import classifier_path_for, load_classifier
     from lifelong.models.vae import VAEConfig
+    from tests.conftest import fashion_or_skip
 
-    specs = [f"digits:classes={c}" for c in ("0-3", "4-6", "7-9")]
+    specs = [f"{data}:classes={c}" for c in ("0-3", "4-6", "7-9")]
+    if data == "fashion":  # the real-data case, scored with the Fashion-MNIST classifier
+        fashion_or_skip(specs)
     train = [ldata.load_task(s, "train", 0) for s in specs]
     test = [ldata.load_task(s, "test", 0) for s in specs]
-    classifier = load_classifier()
+    classifier = load_classifier(classifier_path_for(specs))
     for seed in range(3):
         fd = {}
         for name in ("lgm", "shipped", "vae"):
