@@ -98,11 +98,23 @@ def _atlas(tl: timelapse.TimeLapse, sets: list) -> dict:
     return {"urls": urls, "tile": [int(hh), int(ww)], "cols": 32, "per_page": per_page}
 
 
-def render_args(tl, sets, run, colour: str, frame: int, selected: int, inline=False) -> dict:
-    """What the component (or the HTML export, `inline`) receives."""
+def _groups(tl, sets, run, colour: str, scale: dict | None):
+    """(names, group [G, N], palette): by task, class or expert, or `scale`'s bins (a
+    continuous colour scale: direction_panel.map_scale)."""
+    if scale is not None:
+        return scale["names"], scale["group"], scale["colors"]
     names, group = timelapse.groups(tl, colour, sets, run.tasks)
+    return names, group, colours(len(names))
+
+
+def render_args(
+    tl, sets, run, colour: str, frame: int, selected: int, inline=False, scale=None
+) -> dict:
+    """What the component (or the HTML export, `inline`) receives. `scale`: a continuous
+    colouring ({names, group, colors, title, lo, hi}) instead of `colour`'s groups; the
+    legend then draws it as a colour bar."""
+    names, group, palette = _groups(tl, sets, run, colour, scale)
     blob, layout = timelapse.payload(tl, group)
-    palette = colours(len(names))
     args = {
         "state": _state(tl, run),
         "layout": layout,
@@ -117,6 +129,8 @@ def render_args(tl, sets, run, colour: str, frame: int, selected: int, inline=Fa
         "selected": selected,
         "height": 520,
     }
+    if scale is not None:
+        args["scale"] = {k: scale[k] for k in ("title", "lo", "hi")}
     if inline:
         args["dataBase64"] = base64.b64encode(blob).decode()
     else:
@@ -125,7 +139,7 @@ def render_args(tl, sets, run, colour: str, frame: int, selected: int, inline=Fa
     return args
 
 
-def show(tl, sets, run, colour: str, frame: int, note: str = "") -> None:
+def show(tl, sets, run, colour: str, frame: int, note: str = "", scale=None) -> None:
     """Draw the map. A point the user clicked on this map (the component's value: {state,
     point, frame}) becomes the page's point (session_state lm_point) and the frame it is
     decoded at (lm_frame) before the map is drawn, so the map marks it at once."""
@@ -143,7 +157,7 @@ def show(tl, sets, run, colour: str, frame: int, note: str = "") -> None:
         st.session_state["lm_frame"] = min(max(0, int(sent.get("frame", 0))), len(tl.snapshots) - 1)
     selected = int(st.session_state.get("lm_point", 0))
     try:
-        args = render_args(tl, sets, run, colour, frame, selected)
+        args = render_args(tl, sets, run, colour, frame, selected, scale=scale)
     except OSError as exc:  # the component's folder is not writable, the disk is full
         st.error(f"The map's files could not be written ({exc.strerror or exc}).")
         return
@@ -155,11 +169,11 @@ def _state(tl, run) -> str:
     return f"{run.path}|{tl.space}|{tl.method}|{len(tl)}|{tl.snapshots}"
 
 
-def html(tl, sets, run, colour: str, frame: int, max_images: int = 20_000) -> str:
+def html(tl, sets, run, colour: str, frame: int, max_images: int = 20_000, scale=None) -> str:
     """The map as one HTML file that opens offline: this component's own script and style
     inlined, the points and (up to `max_images`) the images as data: URLs; no library,
     nothing fetched."""
-    args = render_args(tl, sets, run, colour, frame, -1, inline=True)
+    args = render_args(tl, sets, run, colour, frame, -1, inline=True, scale=scale)
     if len(tl) <= max_images:
         pages = timelapse.atlas_pages(sets, tl.task, tl.index, 1024)
         urls = [f"data:image/png;base64,{base64.b64encode(png).decode()}" for _, png in pages]
@@ -204,10 +218,10 @@ def drift_table(tl, run) -> str:
     )
 
 
-def gif(tl, sets, run, colour: str) -> bytes:
+def gif(tl, sets, run, colour: str, scale=None) -> bytes:
     """The time-lapse as an animated GIF, in the page's colours."""
-    names, group = timelapse.groups(tl, colour, sets, run.tasks)
-    rgb = [tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in colours(len(names))]
+    _, group, palette = _groups(tl, sets, run, colour, scale)
+    rgb = [tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in palette]
     titles = [f"after task {a}: {run.tasks[a]}" for a in tl.snapshots]
     return timelapse.gif(tl, group, rgb, titles)
 
@@ -261,7 +275,7 @@ def timelapse_for(run, model, sets, space: str, method: str, split: str, snap: i
             return tl, ""
     sizes = ",".join(str(len(t)) for t in sets)
     key = f"timelapse|{run.path}|{run.snapshots}|{space}|{method}|{split}|{sizes}"
-    job = ui.background(key, _compute, run.path, sets, space, method)
+    job = ui.background(key, _compute, run.path, sets, space, method, None, ui.batch_device())
     if job.done():
         result = job.result()
         if isinstance(result, Exception):  # no such codes; a damaged snapshot

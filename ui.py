@@ -18,6 +18,7 @@ import torch
 
 from lifelong import data as ldata
 from lifelong import evaldata, runs
+from lifelong.explore import device as devices
 from lifelong.explore import images, traversal
 from lifelong.train import jobs
 
@@ -79,12 +80,54 @@ def open_run(path: str | Path) -> runs.Run:
 
 
 @st.cache_resource(show_spinner="Loading model ...", max_entries=8)
-def _model(path: str, mtime: float, after_task: int):
-    return open_run(path).load_model(after_task)
+def _model(path: str, mtime: float, after_task: int, device: str = "cpu"):
+    return open_run(path).load_model(after_task, device=device)
 
 
-def load_model(run: runs.Run, after_task: int):
-    return _model(str(run.path), _mtime(run.path), after_task)
+def load_model(run: runs.Run, after_task: int, device: str | None = None):
+    """Snapshot `after_task` of `run`, cached, on the batch device (batch_device()) unless
+    `device` names one: "cpu" for a slider's single-image decode (cpu_model)."""
+    return _model(str(run.path), _mtime(run.path), after_task, device or batch_device())
+
+
+def cpu_model(run: runs.Run, after_task: int):
+    """The snapshot on the CPU, for single-image work (the traversal panel's decode and its
+    ONNX export): the same object as load_model's where the batch device is the CPU."""
+    return load_model(run, after_task, "cpu")
+
+
+DEVICE_KEY = "app_device"  # the sidebar's batch-device setting (only where CUDA is available)
+
+
+def batch_device() -> str:
+    """The device ("cuda" or "cpu") this session's batch work runs on
+    (lifelong.explore.device: the sidebar's setting, else LIFELONG_APP_DEVICE, else auto).
+    Read on every call."""
+    setting = st.session_state.get(DEVICE_KEY)
+    return devices.batch_device(os.environ.get(devices.ENV), setting)[0]
+
+
+def device_setting() -> None:
+    """The batch device in the sidebar: a setting only where CUDA is available (a CPU-only
+    machine's sidebar does not grow), and one line when LIFELONG_APP_DEVICE is invalid or
+    asks for a CUDA device that is not there."""
+    env = os.environ.get(devices.ENV)
+    if torch.cuda.is_available():
+        try:
+            default = devices.parse(env)
+        except devices.DeviceError:
+            default = "auto"
+        st.selectbox(
+            "Batch device",
+            devices.CHOICES,
+            index=devices.CHOICES.index(default),
+            key=DEVICE_KEY,
+            help="where maps, grids, metrics and comparisons compute (auto: the GPU); a "
+            f"slider's single image decodes on the CPU. Default: {devices.ENV} or auto.",
+        )
+    note = devices.batch_device(env, st.session_state.get(DEVICE_KEY))[1]
+    if note:
+        st.warning(note)
 
 
 @st.cache_resource(show_spinner="Preparing test data ...", max_entries=32)
@@ -322,6 +365,7 @@ def sidebar() -> tuple[runs.Run | None, int | None]:
             format_func=lambda k: f"after task {k}: {run.tasks[k]}",
         )
         st.caption(f"{run.family} · {len(run.tasks)} tasks · {run.manifest.get('status', '')}")
+        device_setting()
     return run, snap
 
 

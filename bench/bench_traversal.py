@@ -118,7 +118,7 @@ FRAGMENT_APP = textwrap.dedent(
     install_hooks()
     run = ui.open_run(os.environ["BENCH_RUN"])
     snap = run.snapshots[-1]
-    model = ui.load_model(run, snap)
+    model = ui.cpu_model(run, snap)  # a slider's decode: the CPU, as the traversal page
     x = ui.test_sets(run)[0].x[:1]
     start = traversal.start_from_image(model, x.to(model.device), None)
     st.caption(f"{run.name} after task {snap}, expert {start.expert}")

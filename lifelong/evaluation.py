@@ -13,6 +13,8 @@ seeded inside `torch.random.fork_rng`, so the same weights always give the same 
     ari_per_task(model, tests)              k-means ARI of codes vs labels per task
     disentanglement(model, data)            MIG and DCI against ground-truth factors (shapes)
     transfer_matrix(model, tests)           paper 000 eq. 27, s(theta_k, j) per expert and task
+    expert_elbo_per_task(model, tests)      each expert's ELBO on each task (Compare experts)
+    expert_elbo_table(model, tests, specs)  the same as the trainer stores it beside a snapshot
     TaskProbe(trains, classifier)           which task an image looks like (classifier features)
     task_shares(model, tests, probe)        share of the samples made for task j that look like j
 
@@ -22,10 +24,13 @@ manifest["eval"]) is in `lifelong.runeval`.
 
 from __future__ import annotations
 
+import copy
+from types import SimpleNamespace
+
 import numpy as np
 import torch
 
-from lifelong import disentangle, metrics
+from lifelong import disentangle, evaldata, metrics
 from lifelong.likelihood import Unsupported, iwelbo
 
 
@@ -261,3 +266,70 @@ def transfer_matrix(model, tests: list, n: int = 256) -> list[list[float | None]
             row.append(metrics.finite(metrics.transfer_score(x, recon)))
         rows.append(row)
     return rows
+
+
+# Each expert's ELBO on each task (the Compare experts page's table), stored beside every
+# snapshot of a mixture by the trainer (runs.save_extra: RUN/expert_elbo-03.safetensors,
+# manifest["extras"]["expert_elbo"]["3"]), so the page reads it (explore.experts.stored_scores)
+# instead of computing T x K x SCORE_IMAGES ELBOs (3 s at 10 tasks x 10 experts). Tensors:
+# "dataset" [T, K] on each task's test split (what the page scores where it reads the dataset,
+# and always for a generated one), "sample" [T, K] on the run's stored evaluation images
+# (evaldata; NaN rows for generated tasks, whose stored sample the page never uses), "experts"
+# [K] their ids, "n" and "seed" what expert_elbo_per_task used.
+EXPERT_TABLE = "expert_elbo"
+SCORE_IMAGES = 256
+SCORE_SEED = 0
+
+
+def seeded_expert_scores(model, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """[K, n] one-sample ELBOs (nats) of every expert on x with fixed noise (seed), so the same
+    weights give the same figures and experts are compared on the same draw."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.stack([model.score(x, expert=k) for k in model.experts()])
+
+
+@torch.no_grad()
+def expert_elbo_per_task(model, tests: list, n: int = 256, seed: int = 0) -> torch.Tensor:
+    """[T, K] mean one-sample ELBO (nats) of each expert on each task's first n test images,
+    the noise drawn from `seed` for every task."""
+    rows = [seeded_expert_scores(model, d.x[:n].to(model.device), seed).mean(1) for d in tests]
+    return torch.stack(rows).cpu()
+
+
+def _as_stored(model, dtype: str | None):
+    """The model with the weights its snapshot holds: on the CPU (the page's device, whose
+    noise the seeded scores draw) and rounded to the stored dtype (float16 snapshots)."""
+    if (dtype or "float32") == "float32" and model.device.type == "cpu":
+        return model
+    ref = copy.deepcopy(model).cpu()
+    if dtype == "float16":
+        with torch.no_grad():
+            for t in ref.state_dict().values():
+                if t.is_floating_point():
+                    t.copy_(t.half().float())
+    return ref.eval()
+
+
+@torch.no_grad()
+def expert_elbo_table(
+    model, tests: list, specs: list[str], dtype: str | None = "float32"
+) -> dict[str, torch.Tensor]:
+    """The tensors stored as EXPERT_TABLE for `model` (eval mode) whose snapshot is written
+    with `dtype`; `tests` every task's full test split as the trainer loads it, `specs` the
+    tasks: expert_elbo_per_task on the images the page will score (comment above)."""
+    ref = _as_stored(model, dtype)
+    dataset = expert_elbo_per_task(ref, tests, SCORE_IMAGES, SCORE_SEED)
+    sample = torch.full_like(dataset, float("nan"))
+    for j, (d, spec) in enumerate(zip(tests, specs, strict=True)):
+        if evaldata.reads_files(spec):
+            x = evaldata.sample(d)["x"][:SCORE_IMAGES].float() / 255  # as evaldata.stored
+            images = [SimpleNamespace(x=x)]
+            sample[j] = expert_elbo_per_task(ref, images, SCORE_IMAGES, SCORE_SEED)[0]
+    return {
+        "dataset": dataset.float(),
+        "sample": sample.float(),
+        "experts": torch.tensor(ref.experts(), dtype=torch.int64),
+        "n": torch.tensor([SCORE_IMAGES]),
+        "seed": torch.tensor([SCORE_SEED]),
+    }

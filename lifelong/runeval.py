@@ -339,7 +339,8 @@ def store(run, result: dict) -> None:
     from lifelong.runs import write_manifest
 
     missing = [j for j in range(len(run.tasks)) if str(j) not in run.manifest.get("evaldata", {})]
-    if not result["entries"] and not missing:
+    tables = _missing_expert_tables(run)
+    if not result["entries"] and not missing and not tables:
         return
     path = run.path / "manifest.json"
     manifest = json.loads(path.read_text())
@@ -353,7 +354,38 @@ def store(run, result: dict) -> None:
     added = add_evaldata(run, manifest)
     if added:
         result.setdefault("evaldata_added", added)
+    if tables:
+        add_expert_tables(run, manifest, tables)
     write_manifest(run.path, manifest)
+
+
+def _missing_expert_tables(run) -> list[int]:
+    """Snapshots of a mixture without Compare experts' stored table (runs trained before the
+    trainer stored it: lifelong.evaluation.EXPERT_TABLE)."""
+    from lifelong.evaluation import EXPERT_TABLE
+
+    if not run.snapshots or not run.load_model(run.snapshots[-1]).capabilities.mixture:
+        return []
+    have = run.manifest.get("extras", {}).get(EXPERT_TABLE, {})
+    return [t for t in run.snapshots if str(t) not in have]
+
+
+def add_expert_tables(run, manifest: dict, snapshots: list[int]) -> list[int]:
+    """Store the table for `snapshots`, as the trainer would have, where every task's test
+    data is on this machine (the table scores the full test split); [] otherwise."""
+    from lifelong import evaluation
+    from lifelong.data import DataError, load_task
+
+    try:
+        tests = [load_task(t, "test", manifest.get("seed", 0)) for t in run.tasks]
+    except DataError:
+        return []
+    dtype = manifest.get("train", {}).get("store_dtype") or "float32"
+    for t in snapshots:
+        model = run.load_model(t).eval()
+        table = evaluation.expert_elbo_table(model, tests, run.tasks, dtype)
+        runs.save_extra(run.path, manifest, evaluation.EXPERT_TABLE, t, table)
+    return snapshots
 
 
 def add_evaldata(run, manifest: dict) -> list[int]:

@@ -56,8 +56,33 @@ def test_bench_long_quick_prints_every_section(capsys):
     steps = [ln.split() for ln in out.split("(a)")[1].split("(b)")[0].splitlines()[2:] if ln]
     assert [(int(r[0]), int(r[1])) for r in steps] == [(2, 0), (2, 1), (3, 0), (3, 1), (3, 2)]
     assert all(float(r[3]) > 0 and float(r[4]) > 0 for r in steps)
+    # evaluate selecting once gives the metrics of selecting three times, as before
+    assert out.split("(b)")[1].count("same metrics: yes") == 2
     pages = out.split("(c)")[1].split("(d)")[0]
     for _, title in bench.bench_views.PAGES:
         assert title in pages
+    assert "a run made before the stored table" in pages
     sizes = [ln.split() for ln in out.split("(d)")[1].splitlines() if ln.strip()[:1].isdigit()]
     assert [int(r[0]) for r in sizes[:2]] == [2, 3] and all(float(r[1]) > 0 for r in sizes[:2])
+
+
+def test_bench_device_prints_the_cpu_and_skips_cuda_without_one(capsys, monkeypatch):
+    """bench_device on a CPU-only machine: one image's decode and the batch work on the CPU,
+    the CUDA column skipped with a line (issue 18 part 4)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    spec = importlib.util.spec_from_file_location(
+        "bench_device", BENCH.with_name("bench_device.py")
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    n = torch.get_num_threads()
+    try:
+        assert bench.main(["--repeats", "3", "--points", "64"]) == 0
+    finally:
+        torch.set_num_threads(n)
+    out = capsys.readouterr().out
+    assert "CUDA device: none" in out and out.count("cuda: skipped, no CUDA device here") == 2
+    assert " ms (p95 " in out.split("cpu, traced, 1 thread")[1].splitlines()[0]
+    assert "encode 64 images" in out and "  cpu   encode" in out

@@ -282,3 +282,28 @@ def test_disentanglement_of_moment_codes_on_shapes():
     assert info["x"] > 0.8 and info["y"] > 0.8 and info["scale"] > 0.7 and info["orientation"] < 0.1
     top = np.array(res["dci"]["importance"]).argmax(0)  # most important code per factor
     assert [top[names.index(f)] for f in ("scale", "x", "y")] == [0, 1, 2]
+
+
+def test_eval_write_adds_compare_experts_table_to_older_runs(tiny_run, tmp_path):
+    """A mixture trained before the trainer stored Compare experts' table gets it from `eval
+    --write`, equal to what the trainer stores; a second --write adds nothing."""
+    from lifelong.evaluation import EXPERT_TABLE
+
+    out = tmp_path / "old"
+    shutil.copytree(tiny_run, out)
+    stored = {t: open_run(out).extra(EXPERT_TABLE, t) for t in open_run(out).snapshots}
+    assert all(v is not None for v in stored.values())
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["extras"].pop(EXPERT_TABLE)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    for p in out.glob(f"{EXPERT_TABLE}-*.safetensors"):
+        p.unlink()
+    assert open_run(out).extra(EXPERT_TABLE, 0) is None
+    assert main(["eval", str(out), "--write"]) == 0
+    run = open_run(out)
+    for t, table in stored.items():
+        again = run.extra(EXPERT_TABLE, t)
+        assert torch.equal(again["dataset"], table["dataset"])
+    before = (out / "manifest.json").read_bytes()
+    assert main(["eval", str(out), "--write"]) == 0
+    assert (out / "manifest.json").read_bytes() == before

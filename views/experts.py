@@ -1,23 +1,16 @@
 """Compare experts: the same inputs through every expert, per-expert samples, mismatched pairs.
 
-What the page computes is cached per snapshot (st.cache_data): each expert's ELBO on every
-task is T x K x 256 ELBOs (3.7 s at 10 tasks x 10 experts), and a rerun or another input reads
-it back (bench/bench_long.py).
+Each expert's ELBO on every task (T x K x 256 ELBOs: 3 s at 10 tasks x 10 experts) is read
+from the table the trainer stores beside each snapshot (experts.stored_scores); a run made
+before has none and computes it once, under a spinner. What the page computes is cached per
+snapshot (st.cache_data), so a rerun or another input reads it back (bench/bench_long.py).
 """
 
 import streamlit as st
 import torch
 
 import ui
-from lifelong.explore import experts, images
-
-
-def weights_key(run, snap: int, tests: list) -> tuple:
-    """What the cached results depend on besides the widgets: the run, the checksums of the
-    snapshot files 0..snap it merges, and where the test images come from (the dataset or
-    the run's stored sample)."""
-    files = tuple(s["sha256"] for s in run.manifest["snapshots"] if s["after_task"] <= snap)
-    return str(run.path), files, tuple((type(d).__name__, len(d)) for d in tests)
+from lifelong.explore import experts, images, summary
 
 
 @st.cache_data(max_entries=32, show_spinner=False)  # ~0.8 MB each at 10 experts, 16 images
@@ -60,7 +53,7 @@ task = c1.selectbox(
 first = c2.number_input("First image", 0, len(tests[task]) - 8, 0, key="ex_first")
 n = c3.number_input("Images", 1, 16, 8, key="ex_n")
 x = tests[task].x[first : first + n].to(model.device)
-key = weights_key(run, snap, tests)
+key = summary.weights_key(run, snap, tests)
 
 out, grid = through(key, task, int(first), int(n), model, x)
 ui.picture(images.grid(x, len(x), scale=2), f"{run.name}-inputs", "inputs", "inputs")
@@ -97,7 +90,8 @@ ui.picture(
 )
 
 st.subheader("Each expert's ELBO on each task")
-table = scores(key, model, tests)
+stored = experts.stored_scores(run, snap, model, tests)
+table = stored.tolist() if stored is not None else scores(key, model, tests)
 fig = ui.heatmap(
     table, [f"expert {k}" for k in out["experts"]], [f"{j}: {t}" for j, t in enumerate(run.tasks)]
 )

@@ -6,6 +6,7 @@ import io
 
 import streamlit as st
 
+import direction_panel
 import latentmap_panel as panel
 import ui
 from lifelong import runs
@@ -26,7 +27,14 @@ space = c1.selectbox(
     "space); routed: each image through the expert eq. 7 selects at that snapshot",
 )
 method = c2.selectbox("Projection", latentmap.METHODS, key="lm_method")
-colour = c3.selectbox("Colour by", ["task", "class", "expert"], key="lm_colour")
+colour = c3.selectbox(
+    "Colour by",
+    ["task", "class", "expert", "direction"],
+    key="lm_colour",
+    format_func=lambda c: "direction (from → to)" if c == "direction" else c,
+    help="direction: each point's position t along the difference of two classes' or tasks'"
+    " mean codes (0: the first's, 1: the second's), as on the Latent traversal page",
+)
 split = c4.selectbox("Images", panel.SPLITS, key="lm_split", help="every image of each task")
 status = st.container()  # notes and what computes: above the map, which stays in place
 sets, why = panel.image_sets(run, tests, split)
@@ -37,6 +45,8 @@ tl, note = panel.timelapse_for(run, model, sets, space, method, split, snap, sta
 if tl is None:
     st.stop()  # computing, and the run stored no map of this snapshot to show meanwhile
 
+scale = direction_panel.map_scale(run, snap, model, sets, tl) if colour == "direction" else None
+colour = "task" if colour == "direction" and scale is None else colour
 left, right = st.columns([3, 1])
 if st.session_state.get("lm_point", 0) >= len(tl):  # another map, with fewer points
     st.session_state["lm_point"] = 0
@@ -44,7 +54,7 @@ if st.session_state.get("_lm_snap") != snap:  # the sidebar moved: decode at its
     st.session_state["_lm_snap"] = snap
     st.session_state.pop("lm_frame", None)
 with left:
-    panel.show(tl, sets, run, colour, tl.frame(snap), note)
+    panel.show(tl, sets, run, colour, tl.frame(snap), note, scale)
 with right:
     point = st.number_input("Point", 0, len(tl) - 1, 0, key="lm_point")
     frame = st.session_state.get("lm_frame", tl.frame(snap))
@@ -103,7 +113,7 @@ d1.download_button(
 )
 d2.download_button(
     "HTML",
-    lambda: panel.html(tl, sets, run, colour, tl.frame(snap)),
+    lambda: panel.html(tl, sets, run, colour, tl.frame(snap), scale=scale),
     f"{run.name}-map.html",
     "text/html",
     icon=":material/download:",
@@ -112,7 +122,7 @@ d2.download_button(
 )
 d3.download_button(
     "GIF",
-    lambda: panel.gif(tl, sets, run, colour),
+    lambda: panel.gif(tl, sets, run, colour, scale),
     f"{run.name}-map.gif",
     "image/gif",
     icon=":material/download:",

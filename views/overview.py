@@ -6,6 +6,14 @@ import ui
 from lifelong import metrics
 from lifelong.explore import overview, summary
 
+
+@st.cache_data(max_entries=16, show_spinner=False)  # ~0.5 MB at 10 tasks
+def reconstructions(key: tuple, _model, _tests: list) -> list[dict]:
+    """Every task's routed reconstructions, once per snapshot (10 tasks x 10 experts: 0.16 s
+    a render otherwise)."""
+    return overview.task_reconstructions(_model, _tests)
+
+
 run, snap = st.session_state.get("selection") or ui.sidebar()
 model = ui.model_or_stop(run, snap)
 st.title(f"{run.name}")
@@ -48,7 +56,8 @@ with st.expander("Task-boundary events (assignment, freezing, Dirichlet paramete
     st.dataframe(summary.event_rows(run, snap), hide_index=True, width="stretch")
 
 st.subheader(f"Reconstructions after task {snap}")
-rows = overview.task_reconstructions(model, ui.test_sets(run))
+tests = ui.test_sets(run)
+rows = reconstructions(summary.weights_key(run, snap, tests), model, tests)
 for r in rows:
     st.image(overview.pair_grid(r["x"], r["recon"]), caption=None)
     where = ""

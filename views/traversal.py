@@ -1,8 +1,10 @@
-"""Latent traversal: one slider per latent variable decoding live in the page, the -3..3 grid."""
+"""Latent traversal: one slider per latent variable decoding live in the page, the -3..3 grid,
+a slider along the direction between two classes' or tasks' mean codes (direction_panel)."""
 
 import numpy as np
 import streamlit as st
 
+import direction_panel
 import traversal_panel
 import ui
 from lifelong.explore import images, traversal
@@ -53,7 +55,8 @@ by_kl = sorted(by_index, key=lambda r: -kl[r[0]][r[1]])
 # the panel (traversal_panel.py) decodes in the page while a slider moves; the grid and the
 # exports below follow the values it holds when the drag ends
 address = traversal_panel.selection_text(source, task, index, choice)
-values = traversal_panel.panel(model, start, state_key, pad=by_kl[:2], address=address)
+cpu = ui.cpu_model(run, snap)  # one image per step: the CPU (lifelong.explore.device)
+values = traversal_panel.panel(cpu, start, state_key, pad=by_kl[:2], address=address)
 here = traversal.Start(start.expert, values, start.routed)
 
 st.subheader("Every variable swept")
@@ -98,3 +101,4 @@ d1.download_button(
 d2.download_button(
     "Download GIF", traversal.sweep_gif(imgs, n_values), f"traversal-{state_key}.gif", "image/gif"
 )
+direction_panel.section(run, snap, model, cpu, tests, start, values)

@@ -11,7 +11,9 @@
 // this folder) or dataBase64, layout {xy, index, group, task, label: [byte offset, count]},
 // n, s (frames), g (group rows: 1, or s when groups change per frame), frames [labels],
 // frame (the frame to show: the sidebar's snapshot), groups [{name, color}], tasks [names],
-// classes [[names] per task], atlas {urls, tile [h, w], cols, per_page} | null, selected.
+// classes [[names] per task], atlas {urls, tile [h, w], cols, per_page} | null, selected,
+// scale {title, lo, hi} | absent: the groups are bins of a continuous value (a direction's t,
+// direction_panel.py), drawn as one colour bar instead of legend buttons.
 
 const TRANSITION_MS = 1100; // one snapshot to the next while playing
 const HOLD_MS = 450; // a pause at each snapshot
@@ -356,6 +358,10 @@ $("frame").addEventListener("input", () => {
 function buildLegend() {
   const box = $("legend");
   box.replaceChildren();
+  if (spec.scale) {
+    scaleLegend(box);
+    return;
+  }
   spec.groups.forEach((gr, i) => {
     const b = document.createElement("button");
     b.type = "button";
@@ -372,6 +378,26 @@ function buildLegend() {
     });
     box.append(b);
   });
+}
+
+function scaleLegend(box) {
+  // a continuous colouring (a direction's t): one colour bar, its ends open, 0 and 1 marked
+  const { title, lo, hi } = spec.scale;
+  const bar = document.createElement("span");
+  bar.className = "scale";
+  bar.style.background = `linear-gradient(to right, ${spec.groups.map((g) => g.color).join(", ")})`;
+  for (const t of [0, 1]) {
+    const tick = document.createElement("b");
+    tick.style.left = `${((t - lo) / (hi - lo)) * 100}%`;
+    tick.textContent = String(t);
+    bar.append(tick);
+  }
+  const text = (s) => {
+    const el = document.createElement("span");
+    el.textContent = s;
+    return el;
+  };
+  box.append(text(`≤ ${lo}`), bar, text(`≥ ${hi}`), text(title));
 }
 
 // -- pointer: hover image, click, pan and zoom --------------------------------------------------
@@ -422,7 +448,8 @@ function describe(i) {
   const t = arrays.task[i];
   const y = arrays.label[i];
   const cls = spec.classes[t]?.[y] ?? String(y);
-  return `task ${t}: ${spec.tasks[t]} · ${cls} · image ${arrays.index[i]} (point ${i})`;
+  const where = spec.scale ? ` · t ${spec.groups[arrays.group[i]]?.name ?? "?"}` : "";
+  return `task ${t}: ${spec.tasks[t]} · ${cls} · image ${arrays.index[i]} (point ${i})${where}`;
 }
 
 function showTip(i) {

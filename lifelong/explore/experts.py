@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import torch
 
+from lifelong import evaldata, evaluation, runs
+
 
 def _seeded_scores(model, x: torch.Tensor, seed: int) -> torch.Tensor:
     """[K, n] one-sample ELBOs (nats) per expert with fixed noise, so a page shows the same
     figures on every rerun and experts are compared on the same draw."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return torch.stack([model.score(x, expert=k) for k in model.experts()])
+    return evaluation.seeded_expert_scores(model, x, seed)
 
 
 @torch.no_grad()
@@ -56,8 +56,43 @@ def mismatched(model, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(columns, dim=1).cpu()
 
 
-@torch.no_grad()
 def scores_per_task(model, tests: list, n: int = 256, seed: int = 0) -> torch.Tensor:
-    """[T, K] mean ELBO (nats) of each expert on each task's first n test images."""
-    rows = [_seeded_scores(model, d.x[:n].to(model.device), seed).mean(1) for d in tests]
-    return torch.stack(rows).cpu()
+    """[T, K] mean ELBO (nats) of each expert on each task's first n test images
+    (evaluation.expert_elbo_per_task; the trainer stores it: stored_scores)."""
+    return evaluation.expert_elbo_per_task(model, tests, n, seed)
+
+
+TABLE = evaluation.EXPERT_TABLE
+
+
+def stored_scores(run, snap: int, model, tests: list) -> torch.Tensor | None:
+    """[T, K] the table the trainer stored beside snapshot `snap`
+    (evaluation.expert_elbo_table): scores_per_task(model, tests) for the page's `tests`, each
+    task's row from the images the page scores (the dataset's or the run's stored sample,
+    evaldata.test_sets). None where the run has none (made before) or one a recomputation
+    would not give (other experts, image count or seed; a damaged file): the page computes."""
+    try:
+        t = run.extra(TABLE, snap)
+    except runs.RunError:
+        return None
+    if t is None:
+        return None
+    experts = model.experts()
+    shape = (len(tests), len(experts))
+    try:
+        parts = [t["dataset"], t["sample"]]
+        same = (
+            t["experts"].tolist() == experts
+            and t["n"].tolist() == [evaluation.SCORE_IMAGES]
+            and t["seed"].tolist() == [evaluation.SCORE_SEED]
+        )
+    except (KeyError, RuntimeError, TypeError, ValueError):
+        return None
+    if not same or any(p.dtype != torch.float32 or tuple(p.shape) != shape for p in parts):
+        return None
+    rows = [
+        parts[1][j] if isinstance(d, evaldata.StoredTask) else parts[0][j]
+        for j, d in enumerate(tests)
+    ]
+    table = torch.stack(rows) if rows else parts[0]
+    return table if bool(torch.isfinite(table).all()) else None

@@ -17,8 +17,7 @@ def task_reconstructions(model, tests: list, n: int = 8) -> list[dict]:
     out = []
     for j, data in enumerate(tests):
         x = data.x[:n].to(model.device)
-        chosen = model.select(x)
-        recon = model.reconstruct(x)
+        recon, _, chosen = model.assess(x, score=False)  # L-MVAE: eq. 7 selects once
         holders = model.task_experts()
         out.append(
             {

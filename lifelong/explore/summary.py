@@ -103,3 +103,11 @@ def event_rows(run, upto: int | None = None) -> list[dict]:
         for e in run.events
         if upto is None or e.task <= upto
     ]
+
+
+def weights_key(run, snap: int, tests: list) -> tuple:
+    """What a page's cached results (st.cache_data) depend on besides its widgets: the run,
+    the checksums of the snapshot files 0..snap it merges, and where the test images come
+    from (the dataset or the run's stored sample)."""
+    files = tuple(s["sha256"] for s in run.manifest["snapshots"] if s["after_task"] <= snap)
+    return str(run.path), files, tuple((type(d).__name__, len(d)) for d in tests)

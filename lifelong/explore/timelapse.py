@@ -75,11 +75,13 @@ def from_codes(points, codes, experts, snapshots, n_tasks, space, method, seed=0
     )
 
 
-def compute(run_path, tests: list, space: str, method: str, per_task: int | None = None):
+def compute(
+    run_path, tests: list, space: str, method: str, per_task: int | None = None, device="cpu"
+):
     """The time-lapse of every image of `tests` (the first `per_task` of each) in `space`,
-    projected by `method`: loads each snapshot of the run itself (it runs in a worker
-    thread, apart from the page's objects). ValueError (one line) if a snapshot has no such
-    space or the projection cannot be made."""
+    projected by `method`: loads each snapshot of the run itself on `device` (the app's
+    batch device; it runs in a worker thread, apart from the page's objects). ValueError
+    (one line) if a snapshot has no such space or the projection cannot be made."""
     from lifelong.runs import open_run
 
     torch.set_num_threads(1)
@@ -87,7 +89,7 @@ def compute(run_path, tests: list, space: str, method: str, per_task: int | None
     points = every_point(tests, per_task)
     codes, experts = [], []
     for after in run.snapshots:
-        model = run.load_model(after)
+        model = run.load_model(after, device=device)
         try:
             c, e = codes_of(model, tests, points, space)
         except (KeyError, IndexError, NotImplementedError) as exc:

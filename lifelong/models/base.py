@@ -147,6 +147,15 @@ class GenerativeModel(nn.Module):
     def route(self, x: torch.Tensor) -> torch.Tensor | None:
         return None
 
+    def assess(
+        self, x: torch.Tensor, score: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(reconstruct(x), score(x) or None when not `score`, select(x)): what the trainer's
+        evaluation (lifelong/train/evaluate.py) and the pages' routed reconstructions read of
+        one batch. A family whose `reconstruct` and `score` each select on their own
+        overrides it to select once (L-MVAE's eq. 7); the values stay those of the calls."""
+        return self.reconstruct(x), self.score(x) if score else None, self.select(x)
+
     def replayed_samples(self) -> dict[int, torch.Tensor]:
         """For `capabilities.replay`: task -> the replayed images [G, C, H, W] recorded when
         it started (the Forgetting page shows them)."""

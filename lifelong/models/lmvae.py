@@ -197,6 +197,10 @@ class LMVAE(GenerativeModel):
     def reconstruct(self, x: torch.Tensor, expert: int | None = None) -> torch.Tensor:
         """Decode the posterior mean through `expert`, or per sample through the selected one."""
         chosen = self.select(x) if expert is None else torch.full((len(x),), expert)
+        return self._reconstruct_as(x, chosen)
+
+    def _reconstruct_as(self, x: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        """Each image's posterior mean decoded by its expert in `chosen` [N]."""
         out = torch.empty_like(x)
         for k in chosen.unique().tolist():
             rows = chosen == k
@@ -225,6 +229,15 @@ class LMVAE(GenerativeModel):
             return losses.elbo(self._terms(expert, x))
         elbos = self.expert_elbos(x)
         return elbos.gather(1, self.select(x)[:, None]).squeeze(1)
+
+    def assess(self, x: torch.Tensor, score: bool = True):
+        """(reconstruct(x), score(x) or None, select(x)) with eq. 7's selection computed once:
+        K posterior-mean passes to select, K sampled ones for the score and one decode of the
+        chosen experts (2K + 1 passes; the three calls make 4K + 1). Same values and the same
+        noise as the calls: only the sampled ELBOs draw."""
+        chosen = self.select(x)
+        elbo = self.expert_elbos(x).gather(1, chosen[:, None]).squeeze(1) if score else None
+        return self._reconstruct_as(x, chosen), elbo, chosen
 
     def route(self, x: torch.Tensor) -> torch.Tensor:
         """Selection probabilities v of eq. 7: [N, K]. They are nearly flat for ELBOs of

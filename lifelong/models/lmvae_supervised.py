@@ -160,6 +160,9 @@ class SupervisedLMVAE(LMVAE):
     def reconstruct(self, x: torch.Tensor, expert: int | None = None) -> torch.Tensor:
         """Posterior mean z and mode of q(d|x), through `expert` or the selected expert."""
         chosen = self.select(x) if expert is None else torch.full((len(x),), expert)
+        return self._reconstruct_as(x, chosen)
+
+    def _reconstruct_as(self, x: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
         out = torch.empty_like(x)
         for k in chosen.unique().tolist():
             rows = chosen == k

@@ -27,12 +27,13 @@ def evaluate(model, tests: list, max_samples: int = 512, batch_size: int = 256) 
         mse, elbo, psnr, chosen = [], [], [], []
         for i in range(0, len(x_all), batch_size):
             x = x_all[i : i + batch_size].to(model.device)
-            recon = model.reconstruct(x)
+            # reconstruct(x), score(x), select(x): eq. 7's selection once (models.base.assess)
+            recon, score, sel = model.assess(x)
             mse.append(metrics.mse(x, recon))
             psnr.append(metrics.psnr(x, recon))
-            elbo.append(model.score(x))
+            elbo.append(score)
             if experts:
-                chosen.append(model.select(x))
+                chosen.append(sel)
         out["mse"].append(metrics.finite(torch.cat(mse).mean().item()))
         out["psnr"].append(metrics.finite(torch.cat(psnr).mean().item()))
         out["elbo"].append(metrics.finite(torch.cat(elbo).mean().item()))

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from lifelong import data as ldata
-from lifelong import embedding, evaldata, events, models, runs
+from lifelong import embedding, evaldata, evaluation, events, models, runs
 from lifelong.train import checkpoint, ddp, options, resume
 from lifelong.train.callbacks import Callback, JSONLLog, Progress
 from lifelong.train.errors import TrainingError, write_error
@@ -239,6 +239,9 @@ def _finish_task(ctx, model, manifest, p, t, tasks, test_sets) -> None:
     if args.map_points:  # the latent map's first paint reads this instead of fitting
         points = embedding.default_map(model, test_sets, args.map_points)
         runs.save_extra(out, manifest, "map", t, points)
+    if model.capabilities.mixture:  # Compare experts' table, read instead of computed
+        table = evaluation.expert_elbo_table(model, test_sets, tasks, args.store_dtype)
+        runs.save_extra(out, manifest, evaluation.EXPERT_TABLE, t, table)
     model.train()
     if "routing" in row:
         routed = events.Routing(t, after_task=t, fractions=row.pop("routing"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -48,12 +50,7 @@ def test_other_task_and_images(page):
     assert all(im.captions[0].endswith("/4") for im in rows)
 
 
-def test_reruns_and_other_inputs_reuse_the_cached_computations(app, monkeypatch):
-    """Each expert's ELBO on every task is computed once per snapshot (T x K x 256 ELBOs:
-    3.7 s at 10 x 10), the rows once per input choice: a rerun computes nothing again, other
-    inputs only their rows, and the page shows the same figures."""
-    import streamlit as st
-
+def _count_calls(monkeypatch) -> dict:
     from lifelong.explore import experts
 
     calls = {"scores_per_task": 0, "through_every_expert": 0, "expert_samples": 0}
@@ -65,15 +62,56 @@ def test_reruns_and_other_inputs_reuse_the_cached_computations(app, monkeypatch)
             return _real(*a, **k)
 
         monkeypatch.setattr(experts, name, counted)
+    return calls
+
+
+def _heatmap(at) -> list:
+    (chart,) = at.get("plotly_chart")
+    return json.loads(chart.proto.spec)["data"][0]["z"]
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["stored table", "made before it"])
+def test_reruns_and_other_inputs_reuse_the_cached_computations(app, monkeypatch, stored):
+    """Each expert's ELBO on every task (T x K x 256 ELBOs: 3 s at 10 x 10) is read from the
+    table the trainer stored with the snapshot, or, for a run made before it, computed once
+    per snapshot; the rows once per input choice: a rerun computes nothing again, other inputs
+    only their rows, and the page shows the same figures."""
+    import streamlit as st
+
+    from lifelong.explore import experts
+
+    if not stored:
+        monkeypatch.setattr(experts, "stored_scores", lambda *a: None)
+    calls = _count_calls(monkeypatch)
     st.cache_data.clear()
     app.switch_page("views/experts.py").run()
     assert not app.exception, app.exception
     first = [im.captions[0] for im in expert_rows(app)]
-    assert calls == {"scores_per_task": 1, "through_every_expert": 1, "expert_samples": 1}
+    table = 0 if stored else 1
+    assert calls == {"scores_per_task": table, "through_every_expert": 1, "expert_samples": 1}
     app.run()
     assert [im.captions[0] for im in expert_rows(app)] == first
-    assert calls == {"scores_per_task": 1, "through_every_expert": 1, "expert_samples": 1}
+    assert calls == {"scores_per_task": table, "through_every_expert": 1, "expert_samples": 1}
     app.selectbox(key="ex_task").set_value(1).run()
     assert not app.exception, app.exception
-    assert calls == {"scores_per_task": 1, "through_every_expert": 2, "expert_samples": 1}
+    assert calls == {"scores_per_task": table, "through_every_expert": 2, "expert_samples": 1}
     assert len(app.get("plotly_chart")) == 1
+
+
+def test_the_stored_table_shows_what_the_page_computed(app, monkeypatch):
+    """The heatmap from the trainer's table has the figures the page computes without it."""
+    import streamlit as st
+
+    from lifelong.explore import experts
+
+    st.cache_data.clear()
+    app.switch_page("views/experts.py").run()
+    assert not app.exception, app.exception
+    shown = np.array(_heatmap(app), dtype=float)
+    monkeypatch.setattr(experts, "stored_scores", lambda *a: None)
+    st.cache_data.clear()
+    app.run()
+    assert not app.exception, app.exception
+    computed = np.array(_heatmap(app), dtype=float)
+    assert shown.shape == computed.shape == (2, 2)  # experts x tasks (or tasks x experts)
+    np.testing.assert_allclose(shown, computed, rtol=1e-5, atol=1e-3)

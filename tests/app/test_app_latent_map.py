@@ -205,3 +205,83 @@ def test_exports_open_offline(page, lm_root):
 
     im = Image.open(BytesIO(gif))
     assert gif[:6] == b"GIF89a" and im.n_frames == 2 + 7 and len(gif) < 2_000_000
+
+
+def groups_of(at, cache) -> np.ndarray:
+    """Each point's group (colour) row(s) from the packed file: [G, N]."""
+    a = args(at)
+    blob = (cache / a["data"].split("/", 1)[1]).read_bytes()
+    off, count = a["layout"]["group"]
+    return np.frombuffer(blob, "<u2", count, off).reshape(a["g"], a["n"])
+
+
+def test_colour_by_position_along_a_direction(page, lm_root, cache):
+    """Each point coloured by its code's projection onto the direction between two classes'
+    mean codes (issue 18 part 3), at the sidebar's snapshot, as a continuous scale; the
+    traversal page slides along the same direction."""
+    import direction_panel
+    from lifelong.explore import directions
+
+    page.selectbox(key="lm_colour").set_value("direction").run()
+    assert not page.exception, page.exception
+    assert page.radio(key="lm_dir_by").value == "class"
+    assert (page.selectbox(key="lm_dir_from").value, page.selectbox(key="lm_dir_to").value) == (
+        "0",
+        "1",
+    )
+    expert = page.selectbox(key="lm_dir_expert").value
+    a = args(page)
+    assert (
+        a["scale"]["title"] == f"t from 0 (0) to 1 (1), expert {expert}'s z{expert}, after task 1"
+    )
+    assert (a["scale"]["lo"], a["scale"]["hi"]) == directions.T_RANGE
+    assert len(a["groups"]) == direction_panel.BINS and a["g"] == 1
+    assert a["groups"][0]["color"] == "#440154" and a["groups"][-1]["color"] == "#fde725"
+    # the colours are the bins of each point's t, computed here independently
+    run = runs.open_run(lm_root / "tiny")
+    tests, _ = evaldata.test_sets(run)
+    tl = timelapse.stored(run, tests, "task expert")
+    model = run.load_model(1)
+    d = directions.between(
+        model,
+        directions.group_images(tests, "class", "0"),
+        directions.group_images(tests, "class", "1"),
+        expert,
+    )
+    t = directions.point_positions(model, tests, tl.task, tl.index, d)
+    _, want = directions.binned(t, *directions.T_RANGE, direction_panel.BINS)
+    assert np.array_equal(groups_of(page, cache), want.numpy())
+    zeros, ones = (tl.task == 0) & (tl.label == 0), (tl.task == 0) & (tl.label == 1)
+    assert float(t[zeros].mean()) == pytest.approx(0, abs=1e-4)
+    assert float(t[ones].mean()) == pytest.approx(1, abs=1e-4)
+    # the traversal page follows the map's direction, and back
+    page.selectbox(key="lm_dir_to").set_value("7").run()
+    page.switch_page("views/traversal.py").run()
+    assert not page.exception, page.exception
+    assert page.selectbox(key="tv_dir_to").value == "7"
+    page.selectbox(key="tv_dir_from").set_value("3").run()
+    page.switch_page("views/latent_map.py").run()
+    page.selectbox(key="lm_colour").set_value("direction").run()  # page widgets start afresh
+    assert page.selectbox(key="lm_dir_from").value == "3"
+    assert "t from 3 (0) to 7 (1)" in args(page)["scale"]["title"]
+    # the exports carry the scale
+    import latentmap_panel
+
+    names, group = directions.binned(t, *directions.T_RANGE, direction_panel.BINS)
+    colors = direction_panel.scale_colours(direction_panel.BINS)
+    scale = dict(names=names, group=group, colors=colors, title="t", lo=-0.5, hi=1.5)
+    html = latentmap_panel.html(tl, tests, run, "task", 1, scale=scale)
+    data = json.loads(html.split("window.LATENT_MAP = ", 1)[1].split(";</script>", 1)[0])
+    assert data["scale"] == {"title": "t", "lo": -0.5, "hi": 1.5}
+    assert [g["color"] for g in data["groups"]] == colors
+    assert latentmap_panel.gif(tl, tests, run, "task", scale)[:6] == b"GIF89a"
+
+
+def test_a_zero_direction_leaves_the_map_in_task_colours(page):
+    page.selectbox(key="lm_colour").set_value("direction").run()
+    page.selectbox(key="lm_dir_to").set_value("0").run()
+    assert not page.exception
+    (info,) = [i.value for i in page.info]
+    assert info.startswith("0 and 0 have the same mean code") and "no direction" in info
+    a = args(page)
+    assert "scale" not in a and a["groups"][0]["name"].startswith("0: ")

@@ -17,6 +17,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from lifelong import runs
@@ -77,7 +78,7 @@ def moved(values: dict, to: float) -> dict:
 
 
 def server_sliders(at):
-    return [s for s in at.slider if s.key != "tv_nvalues"]
+    return [s for s in at.slider if s.key != "tv_nvalues" and not s.key.startswith("tv_dir")]
 
 
 def server_image(at) -> np.ndarray:
@@ -242,7 +243,10 @@ def test_an_address_opens_its_input_expert_and_values(run_roots, v2_navigation, 
 
 def test_download_buttons(page, media):
     buttons = {b.label: b for b in page.get("download_button")}
-    assert set(buttons) == {"Download PNG", "Download GIF"}
+    assert set(buttons) == {
+        *("Download PNG", "Download GIF"),
+        *("Direction PNG", "Direction GIF", "Direction NPZ"),
+    }
     from_url = {label: b.proto.url for label, b in buttons.items()}
     png = media(from_url["Download PNG"])
     assert png.ndim == 3 and png.shape[2] == 3
@@ -314,3 +318,107 @@ def test_other_task_and_snapshot(page):
     assert not page.exception
     assert not page.error
     assert panel(page)["blocks"]
+
+
+# -- along a direction (issue 18 part 3) -----------------------------------------------------
+
+
+def direction_image(page, media) -> np.ndarray:
+    (im,) = [im for im in page.get("image") if im.captions[0].startswith("t = ")]
+    return media(im.value[0])
+
+
+def direction_grid(page):
+    (im,) = [im for im in page.get("image") if im.captions[0].startswith("along the direction")]
+    return im
+
+
+def test_a_slider_along_the_direction_between_two_classes(page, media, model, run_roots):
+    from lifelong import data as ldata
+    from lifelong.explore import directions, images
+
+    assert page.radio(key="tv_dir_by").value == "class"
+    frm, to = page.selectbox(key="tv_dir_from"), page.selectbox(key="tv_dir_to")
+    assert (frm.value, to.value) == ("0", "1") and frm.options == [str(c) for c in range(10)]
+    (caption,) = [c.value for c in page.caption if c.value.startswith("t moves")]
+    assert "t = 0 is the mean code of the first, t = 1 of the second" in caption
+    expert = int(re.search(r"expert (\d+)'s", caption)[1])
+    assert page.query_params["dir"] == "class.0.1.means" and page.query_params["dt"] == "0.50"
+    # t = 0 and t = 1 decode the two classes' mean codes (posterior means, expert's space)
+    run = runs.open_run(run_roots["good"])
+    tests = [ldata.load_task(spec, "test", run.manifest.get("seed", 0)) for spec in run.tasks]
+    x0 = torch.cat([t.x[t.y == 0] for t in tests])
+    x1 = torch.cat([t.x[t.y == 1] for t in tests])
+    with torch.no_grad():
+        means = [model.encode(x, expert)[f"z{expert}"]["mu"].mean(0) for x in (x0, x1)]
+    seen = {}
+    for t, mean in ((0.0, means[0]), (1.0, means[1])):
+        page.slider(key="tv_dir_t").set_value(t).run()
+        assert not page.exception, page.exception
+        want = images.grid(traversal.decode(model, {f"z{expert}": mean.tolist()}, expert), 1, 0, 4)
+        seen[t] = direction_image(page, media)
+        assert np.abs(seen[t].astype(int) - want.astype(int)).max() <= 1, t
+    assert (seen[0.0] != seen[1.0]).any()
+    assert page.query_params["dt"] == "1.00"
+    # the swept grid: 9 columns over -0.5..1.5 by default, then 5
+    grid = direction_grid(page)
+    assert grid.captions[0].endswith("-0.50 -0.25 +0.00 +0.25 +0.50 +0.75 +1.00 +1.25 +1.50")
+    wide = media(grid.value[0]).shape[1]
+    page.select_slider(key="tv_dir_steps").set_value(5).run()
+    assert media(direction_grid(page).value[0]).shape[1] < wide
+    # another pair of classes, anchored at the panel's code
+    page.selectbox(key="tv_dir_to").set_value("7").run()
+    page.radio(key="tv_dir_anchor").set_value("code").run()
+    assert not page.exception
+    assert page.query_params["dir"] == "class.0.7.code"
+    (caption,) = [c.value for c in page.caption if c.value.startswith("t moves")]
+    assert "t = 0 is the panel's code" in caption
+    assert directions.T_RANGE == (-0.5, 1.5)
+
+
+def test_the_same_class_twice_is_a_zero_direction(page):
+    page.selectbox(key="tv_dir_to").set_value("0").run()
+    assert not page.exception and not page.error
+    (info,) = [i.value for i in page.info]
+    assert info.startswith("0 and 0 have the same mean code in expert ")
+    assert "the direction between them is zero" in info
+    assert not [s for s in page.slider if s.key == "tv_dir_t"]
+
+
+def test_a_direction_between_tasks_and_its_address(run_roots, v2_navigation, cache, media):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.conftest import APP
+
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params["dir"] = "task.1.0.code"
+    at.query_params["dt"] = "0.25"
+    at.switch_page("views/traversal.py").run()
+    assert not at.exception and not at.error and not at.warning, at.exception
+    assert at.radio(key="tv_dir_by").value == "task"
+    assert at.selectbox(key="tv_dir_from").value.startswith("1: ")
+    assert at.selectbox(key="tv_dir_to").value.startswith("0: ")
+    assert at.radio(key="tv_dir_anchor").value == "code"
+    assert at.slider(key="tv_dir_t").value == pytest.approx(0.25)
+    before = direction_image(at, media)
+    at.slider(key="tv_dir_t").set_value(1.5).run()
+    assert (direction_image(at, media) != before).any()
+    # a malformed link is ignored
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params["dir"] = "task.9.x.code"
+    at.switch_page("views/traversal.py").run()
+    assert not at.exception and at.radio(key="tv_dir_by").value == "class"
+
+
+def test_a_family_without_an_encoder_says_so(page, monkeypatch):
+    from lifelong.explore import directions
+
+    def no_encoder(*args, **kwargs):
+        raise NotImplementedError
+
+    monkeypatch.setattr(directions, "encode_blocks", no_encoder)
+    page.selectbox(key="tv_dir_to").set_value("5").run()  # a pair not computed (cached) yet
+    assert not page.exception
+    assert "lmvae has no encoder: its images have no codes to take means of." in [
+        c.value for c in page.caption
+    ]

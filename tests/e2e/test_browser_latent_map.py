@@ -124,3 +124,34 @@ def test_the_html_export_plays_offline(browser, tiny_run, tmp_path):  # noqa: F8
         tab.wait_for_function("latentMap.thumbShown === latentMap.hovered")
     finally:
         context.close()
+
+
+def test_colour_by_a_direction_draws_a_colour_bar(page):  # noqa: F811 (the fixture)
+    """Colour by: direction (issue 18 part 3): the legend becomes one colour bar from 0 (the
+    first class's mean) to 1 (the second's), the points take its colours, and the image
+    under the pointer says where along it the point sits."""
+    from playwright.sync_api import expect
+
+    main = open_page(page, "Latent map")
+    frame = the_map(page)
+    before = canvas(frame)
+    box = main.locator("[data-testid=stSelectbox]").filter(has_text="Colour by")
+    box.click()
+    page.get_by_role("option").filter(has_text="direction (from → to)").click()
+    expect(main.locator("[data-testid=stSelectbox]").filter(has_text="From")).to_be_visible()
+    deadline = page.evaluate("Date.now()") + TIMEOUT_MS
+    while page.evaluate("Date.now()") < deadline:  # the rerun may replace the frame
+        frame = next((f for f in page.frames if "timelapse_map" in f.url), None)
+        try:
+            if frame and frame.evaluate("document.querySelector('#legend .scale') !== null"):
+                break
+        except Exception:
+            pass
+        page.wait_for_timeout(100)
+    legend = frame.locator("#legend")
+    expect(legend).to_contain_text("t from 0 (0) to 1 (1)")
+    expect(legend.locator(".scale b")).to_have_count(2)
+    frame.wait_for_function("latentMap.paints > 0")
+    assert canvas(frame) != before  # the points took the scale's colours
+    find_a_point(page, frame)
+    expect(frame.locator("#tiptext")).to_contain_text(" · t ")

@@ -243,3 +243,34 @@ def test_keys_and_the_pad_and_another_expert(browser, url):
         assert np.abs(np.array(s["pixels"]).reshape(server.shape) - server.astype(int)).max() <= 1
     no_errors(page)
     page.close()
+
+
+@pytest.mark.skipif(not RUNS, reason="no shipped run")
+def test_the_direction_slider_moves_its_image_and_the_address(browser, url):
+    """Along a direction (issue 18 part 3): keys on the t slider decode another image (a
+    fragment rerun on the server, on its CPU) and the address follows (?dir=...&dt=...)."""
+    from playwright.sync_api import expect
+
+    page, _ = open_traversal(browser, url, RUNS[0])
+    main = page.locator("[data-testid=stMain]")
+    block = main.locator("[data-testid=stSlider]").filter(has_text="t along the direction")
+    block.scroll_into_view_if_needed()
+
+    def image(t: str):
+        return main.locator("[data-testid=stImage]").filter(has_text=f"t = {t}").locator("img")
+
+    expect(image("+0.50")).to_be_visible()
+    before = image("+0.50").screenshot()
+    thumb = block.get_by_role("slider")
+    thumb.focus()
+    for _ in range(6):
+        thumb.press("ArrowRight")
+    expect(image("+0.80")).to_be_visible()
+    page.wait_for_function("location.search.includes('dt=0.80')")
+    assert image("+0.80").screenshot() != before, "the image did not change along the direction"
+    assert "dir=class.0.1.means" in page.url
+    # the swept grid along the direction is there, with its downloads
+    expect(main.get_by_text("along the direction, t = ")).to_be_visible()
+    expect(main.get_by_role("button", name="Direction PNG")).to_be_visible()
+    no_errors(page)
+    page.close()

@@ -33,6 +33,9 @@ def test_run_folder_has_the_design_layout(three_task_run):
         "evaldata-00.safetensors",  # the evaluation images travel with the run
         "evaldata-01.safetensors",
         "evaldata-02.safetensors",
+        "expert_elbo-00.safetensors",  # each expert's ELBO on each task (Compare experts)
+        "expert_elbo-01.safetensors",
+        "expert_elbo-02.safetensors",
         "log.jsonl",
         "manifest.json",
         "map-00.safetensors",
@@ -44,6 +47,7 @@ def test_run_folder_has_the_design_layout(three_task_run):
     ]
     m = json.loads((three_task_run / "manifest.json").read_text())
     assert sorted(m["extras"]["map"]) == ["0", "1", "2"]  # the latent map's default projection
+    assert sorted(m["extras"]["expert_elbo"]) == ["0", "1", "2"]
     assert m["format"] == "lifelong-run/1" and m["status"] == "complete"
     # square forgetting matrices: every snapshot on every task, unseen ones included
     for name in ("mse", "elbo"):
