@@ -327,11 +327,12 @@ def write_index(root) -> None:
             v = pops["value"]
             head.append(f"eqs. 7-8 population accuracy {100 * v['accuracy']:.1f}%")
             within = [row[2] for row in v["ari"]["values"]]
-            head.append(
-                "ARI of the classes within a population: shared {:.3f}, private {:.3f}".format(
-                    *within
+            if None not in within:  # one class per population (Table 2) has no such ARI
+                head.append(
+                    "ARI of the classes within a population: shared {:.3f}, private {:.3f}".format(
+                        *within
+                    )
                 )
-            )
         ari = run.manifest.get("eval", {}).get("metrics", {}).get("ari")
         if ari and not pops and entry["tasks"][0].startswith("textured"):  # Table 1's VAE
             head.append(

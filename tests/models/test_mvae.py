@@ -312,13 +312,10 @@ def test_cli_train_eval_and_explore(tmp_path, capsys):
 
 
 # -- claims (small seeded runs on the embedded digits) ------------------------------------------
-def _digits(data: str = "digits"):
-    """(train images, 256 test images) of the embedded digits, or of Fashion-MNIST (the
-    real-data case; skipped where it is not installed)."""
+def _digits():
     from lifelong import data as ld
-    from tests.conftest import fashion_or_skip
 
-    spec = ld.parse_tasks("digits")[0] if data == "digits" else fashion_or_skip(["fashion"])[0]
+    spec = ld.parse_tasks("digits")[0]
     return ld.load_task(spec, "train", 0).x, ld.load_task(spec, "test", 0).x[:256]
 
 
@@ -329,8 +326,7 @@ def _trained(x, steps, seed=0, epoch_every=None, at=None, **kw):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("data", ["digits", "fashion"])
-def test_claim_dhsic_separates_the_components_latent_spaces(data):
+def test_claim_dhsic_separates_the_components_latent_spaces():
     """Figs. 12-13: with beta = 10 the components' codes depend on each other clearly less than
     with beta = 0 (mean pairwise HSIC of the posterior means of test digits, median-distance
     bandwidths: hsic heuristic="distance"), and the regulariser's reconstruction cost is
@@ -347,7 +343,7 @@ def test_claim_dhsic_separates_the_components_latent_spaces(data):
     until both sit near the V-statistic's floor (~1e-3 at n = 256) and single checkpoints
     scatter (seed 0, beta = 10 vs 0 at 3000 steps: .0039 vs .0020). So the HSIC is read at
     1200 steps and the error at 2400, from the same runs."""
-    x, xt = _digits(data)
+    x, xt = _digits()
     hs, err, late = {}, {}, {}
     for beta in (0.0, 10.0):
         hs[beta], err[beta], late[beta] = [], [], []
@@ -370,12 +366,11 @@ def test_claim_dhsic_separates_the_components_latent_spaces(data):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("data", ["digits", "fashion"])
-def test_claim_mixture_beats_its_components_and_mismatches_fail(data):
+def test_claim_mixture_beats_its_components_and_mismatches_fail():
     """Figs. 2-3 (MVAE-Gau, K = 4, as in Sec. V-A): the mixture reconstructs better than its
     best single component, and an encoder paired with another component's sub-decoder much
     worse than with its own."""
-    x, xt = _digits(data)
+    x, xt = _digits()
     model, _ = _trained(x, 1500, n_components=4, dropout="gau", prune_threshold=0.0)
     ks = model.experts()
     with torch.no_grad():
