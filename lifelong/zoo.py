@@ -262,21 +262,19 @@ ZOO += [
         set={"lr": 2e-4, "mi_lambda": 5.0, "noise_dim": 8, "latent_dim": 2},
         eval="ssim,frechet,forward",
     ),
-    _fashion(
-        "mvae-beta10-fashion",
-        "mvae",
-        "MVAE (paper 002), K = 4, dHSIC weight beta = 10, on the union of the five tasks.",
-        set={"beta": 10.0},
-        epochs=5,  # on the union: 300,000 images, half what a lifelong run sees over 5 tasks
-        eval="iwelbo,ssim,frechet,drift,components",
-    ),
-    _fashion(
-        "mvae-beta0-fashion",
-        "mvae",
-        "MVAE without the dHSIC regulariser (beta = 0), beside the beta = 10 run.",
-        set={"beta": 0.0},
-        epochs=5,  # on the union: 300,000 images, half what a lifelong run sees over 5 tasks
-        eval="iwelbo,ssim,frechet,drift,components",
+    *(
+        _fashion(
+            f"mvae-beta{beta}-fashion",
+            "mvae",
+            about,
+            set={"beta": float(beta)},
+            epochs=5,  # on the union: 300,000 images, half what a lifelong run sees in 5 tasks
+            eval="iwelbo,ssim,frechet,drift,components",
+        )
+        for beta, about in (
+            (10, "MVAE (paper 002), K = 4, dHSIC weight beta = 10, on the union of the tasks."),
+            (0, "MVAE without the dHSIC regulariser (beta = 0), beside the beta = 10 run."),
+        )
     ),
     _fashion(
         "cpvae-fashion10",
