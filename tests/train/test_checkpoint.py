@@ -141,7 +141,8 @@ def test_an_interrupted_run_exports_and_imports_without_its_checkpoints(tmp_path
     assert _interrupted(out)
     names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     evaldata = ["evaldata-00.safetensors", "evaldata-01.safetensors"]  # every task's, at once
-    assert names == [*evaldata, "log.jsonl", "manifest.json", "task-00.safetensors"]
+    table = ["expert_elbo-00.safetensors"]  # Compare experts' stored table (a mixture's)
+    assert names == [*evaldata, *table, "log.jsonl", "manifest.json", "task-00.safetensors"]
     data = archive.export_zip(out)
     dest = archive.import_zip(data, tmp_path / "uploads")
     assert runs.open_run(dest).snapshots == [0] and not (dest / ".checkpoints").exists()
