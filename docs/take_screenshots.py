@@ -33,10 +33,13 @@ SHOTS = [  # (url path, run label, file, extra action)
     ),
     ("Generation grid", "pretrained/lgm-digits-glyphs-shapes", "generation-lgm"),
     ("Train", "pretrained/lmvae-digits-glyphs-shapes", "train"),
+    ("Compare runs", "pretrained/lmvae-fashion5", "compare-fashion"),
 ]
 TIMELAPSES = [  # (run label, file): the time-lapse's first and last frames side by side
     ("pretrained/vae-digits-glyphs-shapes", "latent-map-vae"),
     ("pretrained/lmvae-digits-glyphs-shapes", "latent-map-lmvae"),
+    ("pretrained/vae-fashion5", "latent-map-vae-fashion"),
+    ("pretrained/lmvae-fashion5", "latent-map-lmvae-fashion"),
 ]
 
 
