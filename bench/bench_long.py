@@ -232,20 +232,26 @@ def page_times(run_dir: Path, repeats: int) -> dict[str, tuple[float, float]]:
     at = bench_views.app_for(run_dir)
     out = {}
     for path, title in bench_views.PAGES:
-        t0 = time.perf_counter()
-        at.switch_page(path).run()
-        first = time.perf_counter() - t0
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            at.run()
-            times.append(time.perf_counter() - t0)
+        first, times = _render(at, path, repeats)
         if at.exception:  # printed in its row; the other pages are still measured
             out[title] = (first, at.exception[0].message.splitlines()[0][:60])
             continue
         out[title] = (first, statistics.median(times))
     out[UNSTORED] = unstored_experts_page(at, repeats)
     return out
+
+
+def _render(at, path: str, repeats: int) -> tuple[float, list[float]]:
+    """Seconds of the page's first render and of each of `repeats` reruns."""
+    t0 = time.perf_counter()
+    at.switch_page(path).run()
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        at.run()
+        times.append(time.perf_counter() - t0)
+    return first, times
 
 
 UNSTORED = "Compare experts, made before the stored table"
@@ -262,14 +268,7 @@ def unstored_experts_page(at, repeats: int) -> tuple[float, float]:
     experts.stored_scores = lambda *a: None
     try:
         st.cache_data.clear()
-        t0 = time.perf_counter()
-        at.switch_page("views/experts.py").run()
-        first = time.perf_counter() - t0
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            at.run()
-            times.append(time.perf_counter() - t0)
+        first, times = _render(at, "views/experts.py", repeats)
     finally:
         experts.stored_scores = real
     return first, statistics.median(times)
