@@ -206,7 +206,7 @@ def _interrupt(signum, frame) -> None:
 
 
 def _eval(args) -> int:
-    from lifelong import runeval
+    from lifelong import evalreport, runeval
     from lifelong.explore.summary import run_report
     from lifelong.runs import RunError, open_run
 
@@ -220,7 +220,7 @@ def _eval(args) -> int:
     run = open_run(args.run)
     run.load_model()  # validates the weights, not only the manifest
     if args.write:
-        runeval.check_writable(run)
+        evalreport.check_writable(run)
     report = run_report(run)
     result = runeval.evaluate_run(
         run,
@@ -229,13 +229,13 @@ def _eval(args) -> int:
         samples=args.samples,
         seed=args.seed,
         recompute=args.recompute,
-        log=None if args.json else runeval.stderr_log,
+        log=None if args.json else evalreport.stderr_log,
         require_classifier=bool(
             set(runeval.NEEDS_CLASSIFIER) & set((args.metrics or "").lower().split(","))
         ),
     )
     if args.write:
-        runeval.store(run, result)
+        evalreport.store(run, result)
     report["eval"] = {**runeval.stored_eval(run), **result["values"]}
     report["eval_skipped"] = result["skipped"]
     if args.json:
@@ -250,7 +250,7 @@ def _eval(args) -> int:
             print(f"after {k:<2}" + cells)
     for key, value in report["summary"].items():
         print(f"{key}: {value}")
-    for line in runeval.format_eval(run, result):
+    for line in evalreport.format_eval(run, result):
         print(line)
     if not names and report["eval"]:
         print(f"\nstored metrics: {', '.join(report['eval'])} (show with --metrics)")
@@ -320,12 +320,12 @@ ZOO_EVAL = "iwelbo,ssim,frechet,fitting,mig,dci,forward,drift"  # drift: + the m
 
 def _zoo_eval(run_dir: Path, metrics: str) -> None:
     """Store the zoo's headline metrics in the run's manifest (the app shows them as they are)."""
-    from lifelong import runeval
+    from lifelong import evalreport, runeval
     from lifelong.runs import open_run
 
     run = open_run(run_dir)
-    result = runeval.evaluate_run(run, runeval.parse_metrics(metrics), log=runeval.stderr_log)
-    runeval.store(run, result)
+    result = runeval.evaluate_run(run, runeval.parse_metrics(metrics), log=evalreport.stderr_log)
+    evalreport.store(run, result)
 
 
 def _missing_data(entries: list[dict], named: bool) -> dict[str, str]:

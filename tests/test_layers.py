@@ -43,6 +43,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         {
             "lifelong.__main__",
             "lifelong.runeval",
+            "lifelong.evalreport",
             "lifelong.zoo",
             "lifelong.claims",
             "lifelong.testing",
