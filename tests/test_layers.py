@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "lifelong.losses",
             "lifelong.hsic",
             "lifelong.events",
+            "lifelong.eventbase",
             "lifelong.zipread",
         },
     ),
