@@ -303,6 +303,7 @@ def _pretrain(args) -> int:
                 threads=args.threads,
                 store_dtype="float16",
                 eval_images=entry.get("eval_images", evaldata.EVAL_IMAGES),
+                log_every=ZOO_LOG_EVERY,
             )
         )
         _zoo_eval(tmp, entry.get("eval", ZOO_EVAL))
@@ -316,6 +317,9 @@ def _pretrain(args) -> int:
 
 
 ZOO_EVAL = "iwelbo,ssim,frechet,fitting,mig,dci,forward,drift"  # drift: + the map's time-lapse
+# The shipped runs log a step every 50 (the trainer's default is 10): their Training curves keep
+# every epoch's mean and a point per 50 steps, and their logs are 5x smaller (pretrained/ <= 80 MB).
+ZOO_LOG_EVERY = 50
 
 
 def _zoo_eval(run_dir: Path, metrics: str) -> None:

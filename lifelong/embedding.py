@@ -269,6 +269,26 @@ def project(codes: np.ndarray, method: str = "PCA", seed: int = 0) -> np.ndarray
     raise ValueError(f"unknown projection {method!r}; valid: {', '.join(METHODS)}")
 
 
+def compact_xy(xy: torch.Tensor) -> torch.Tensor:
+    """Projected coordinates as stored: float16 (a plot's resolution, half the bytes), or
+    float32 where a coordinate is beyond float16's range."""
+    xy = xy.float().contiguous()
+    return xy.half() if bool((xy.abs() < 6e4).all()) else xy
+
+
+def stored_map(points: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A default map as the trainer stores it beside a snapshot (map-NN.safetensors): task,
+    index, label int32 [N], expert int16 [N], xy float16 [N, 2] (compact_xy), under half the
+    bytes of the int64 / float32 map; readers cast (latentmap.restrict and the page)."""
+    return {
+        "task": points["task"].int(),
+        "index": points["index"].int(),
+        "label": points["label"].int(),
+        "expert": points["expert"].short(),
+        "xy": compact_xy(points["xy"]),
+    }
+
+
 def default_map(model, tests: list, n_points: int = MAP_POINTS) -> dict[str, torch.Tensor]:
     """What a run stores beside each snapshot: the sample and the PCA of its routed codes."""
     points = sample(tests, n_points)

@@ -170,6 +170,7 @@ DEFINITIONS: dict[str, MetricDef] = {
     "elbo": MetricDef("ELBO", "nats", True),
     "psnr": MetricDef("PSNR", "dB", True),
     "routing_accuracy": MetricDef("routing accuracy", "", True),
+    "class_accuracy": MetricDef("classification accuracy (q(d|x) of the chosen expert)", "", True),
     "iwelbo": MetricDef("IWELBO", "nats", True),
     "ssim": MetricDef("SSIM", "", True),
     "frechet": MetricDef("Fréchet distance (classifier features)", "", False),

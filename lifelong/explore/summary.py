@@ -29,7 +29,7 @@ def stored_eval_value(run, name: str):
 
 def matrix_names(run) -> list[str]:
     """Every forgetting matrix the run holds, training metrics first."""
-    order = ["mse", "elbo", "psnr", "routing_accuracy", *metrics.EVAL_MATRIX]
+    order = ["mse", "elbo", "psnr", "routing_accuracy", "class_accuracy", *metrics.EVAL_MATRIX]
     names = [n for n in order if matrix(run, n)]
     return names + sorted(n for n in run.manifest.get("metrics", {}) if n not in names)
 
@@ -58,7 +58,9 @@ def eval_scalars(run) -> list[dict]:
 
 def run_report(run) -> dict:
     """Matrices [after task k][task j] from the manifest, plus forgetting and routing summaries."""
-    names = [n for n in ("mse", "elbo", "psnr", "routing_accuracy") if run.metric(n)]
+    names = [
+        n for n in ("mse", "elbo", "psnr", "routing_accuracy", "class_accuracy") if run.metric(n)
+    ]
     matrices = {n: run.metric(n) for n in names}
     summary: dict[str, object] = {}
     for n in ("mse", "elbo"):
@@ -68,6 +70,8 @@ def run_report(run) -> dict:
             summary[f"backward_transfer_{n}"] = metrics.backward_transfer(matrices[n], better_high)
     if "routing_accuracy" in matrices and matrices["routing_accuracy"]:
         summary["routing_accuracy_final"] = matrices["routing_accuracy"][-1]
+    if matrices.get("class_accuracy"):
+        summary["class_accuracy_final"] = matrices["class_accuracy"][-1]
     return {
         "run": run.name,
         "family": run.family,

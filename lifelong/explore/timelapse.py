@@ -9,7 +9,8 @@ encoder otherwise) beside the last snapshot as `timelapse-NN.safetensors`:
 
     task, index, label  int32 [N]     index = position in the task's full test split
     expert              int16 [S, N]  the expert that coded the image at each snapshot (-1)
-    xy                  float32 [S, N, 2]
+    xy                  float16 [S, N, 2] (float32 where a coordinate exceeds float16's range;
+                        runs made before store float32; readers take either)
     snapshots           int32 [S]     after_task of each frame
     drift               float32 [S, T] metrics.drift of the same codes (NaN: undefined)
 
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from lifelong import metrics
-from lifelong.embedding import codes_of, every_point, fit_over_snapshots
+from lifelong.embedding import codes_of, compact_xy, every_point, fit_over_snapshots
 from lifelong.explore.latentmap import locate
 
 KIND = "timelapse"  # the run extra's kind (timelapse-NN.safetensors, NN = last snapshot)
@@ -115,7 +116,7 @@ def to_tensors(tl: TimeLapse, tests: list) -> dict[str, torch.Tensor]:
         "index": index.int(),
         "label": tl.label.int(),
         "expert": tl.expert.short(),
-        "xy": tl.xy.float().contiguous(),
+        "xy": compact_xy(tl.xy),
         "snapshots": torch.tensor(tl.snapshots, dtype=torch.int32),
         "drift": torch.tensor(drift, dtype=torch.float32).reshape(len(tl.snapshots), -1),
     }

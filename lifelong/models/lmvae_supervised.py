@@ -179,8 +179,9 @@ class SupervisedLMVAE(LMVAE):
         return torch.sigmoid(self._logits(expert, z, F.one_hot(cls, self.config.n_classes)))
 
     @torch.no_grad()
-    def classify(self, x: torch.Tensor) -> torch.Tensor:
-        """Predicted class per image: argmax of q(d|x) of the expert eq. 7 selects; [N] long."""
+    def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
+        """Predicted class per image: argmax of q(d|x) of the expert eq. 7 selects; [N] long.
+        The trainer's evaluation reads it as "class_accuracy" (Tables I-II of paper 000)."""
         return self.encode(x)["d"]["logits"].argmax(1)
 
     # -- training ------------------------------------------------------------------------

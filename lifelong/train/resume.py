@@ -16,7 +16,7 @@ import torch
 
 from lifelong import events, models, runs
 from lifelong.train import checkpoint, options
-from lifelong.train.callbacks import prune_log
+from lifelong.train.callbacks import log_line, prune_log
 from lifelong.train.errors import TrainingError
 
 DEFAULTS = {"epochs": 3, "batch_size": 128, "store_dtype": "float32"}
@@ -211,7 +211,7 @@ def _restore_task_record(log: Path, manifest: dict, t: int) -> None:
     row = {k: v[n - 1] for k, v in manifest.get("metrics", {}).items() if len(v) >= n}
     info = {"task": t, "n_tasks": len(manifest["tasks"]), **row}
     with open(log, "a") as fh:
-        fh.write(json.dumps({"kind": "task", "time": time.time(), **info}) + "\n")
+        fh.write(log_line({"kind": "task", "time": time.time(), **info}))
 
 
 def _from_checkpoint(family: str, config, ckpt: checkpoint.Checkpoint):

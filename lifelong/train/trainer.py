@@ -238,7 +238,7 @@ def _finish_task(ctx, model, manifest, p, t, tasks, test_sets) -> None:
     row = evaluate(model, test_sets, args.eval_samples)
     if args.map_points:  # the latent map's first paint reads this instead of fitting
         points = embedding.default_map(model, test_sets, args.map_points)
-        runs.save_extra(out, manifest, "map", t, points)
+        runs.save_extra(out, manifest, "map", t, embedding.stored_map(points))
     if model.capabilities.mixture:  # Compare experts' table, read instead of computed
         table = evaluation.expert_elbo_table(model, test_sets, tasks, args.store_dtype)
         runs.save_extra(out, manifest, evaluation.EXPERT_TABLE, t, table)

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from lifelong import embedding
+from lifelong.data import load_task
 from lifelong.explore import latentmap
 from lifelong.models import build
 from lifelong.models.lmvae import LMVAEConfig
@@ -66,6 +68,15 @@ def test_default_map_is_stored_beside_each_snapshot(tiny_run, tmp_path):
         m = run.extra("map", k)
         assert m["xy"].shape == (len(m["task"]), 2) and set(m["task"].tolist()) == {0, 1}
         assert (m["expert"] >= 0).all()
+    # stored compact (embedding.stored_map): the same points as the page's map, in fewer bytes
+    model, tests = run.load_model(run.snapshots[-1]), [load_task(t, "test") for t in run.tasks]
+    full = latentmap.default_map(model, tests)
+    assert m["xy"].dtype == torch.float16 and m["index"].dtype == torch.int32
+    assert torch.equal(m["index"].long(), full["index"]) and torch.equal(
+        m["task"].long(), full["task"]
+    )
+    assert torch.allclose(m["xy"].float(), full["xy"].float(), rtol=1e-3, atol=1e-3)
+    assert embedding.compact_xy(torch.full((2, 2), 1e5)).dtype == torch.float32  # out of range
     assert run.extra("nothing", 0) is None
     bad = shutil.copytree(tiny_run, tmp_path / "bad")
     f = bad / "map-01.safetensors"

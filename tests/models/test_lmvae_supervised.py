@@ -15,6 +15,7 @@ from lifelong.models import build
 from lifelong.models.lmvae import LMVAE, LMVAEConfig
 from lifelong.models.lmvae_supervised import SupervisedLMVAE, label_draw
 from lifelong.runs import open_run
+from lifelong.train.evaluate import evaluate
 from tests.models.test_vae import TINY, _train, cli_run
 
 DIGITS = ["digits:classes=0-4", "digits:classes=5-9"]
@@ -128,17 +129,23 @@ def test_class_encoder_learns_the_digits_through_the_lifelong_sequence():
         _train(model, t, data, 150)
         model.after_task(t, data)
     model.eval()
-    acc = [float((model.classify(d.x) == d.y).float().mean()) for d in test]
+    acc = [float((model.predict_labels(d.x) == d.y).float().mean()) for d in test]
     assert min(acc) > 0.3 and sum(acc) / 2 > 0.5, acc
+    # the trainer's evaluation row carries the same figure (the Forgetting page's matrix)
+    assert evaluate(model, test)["class_accuracy"] == pytest.approx(acc, abs=1e-6)
+    assert "class_accuracy" not in evaluate(_model(), test)  # unsupervised: nothing to read
 
 
 def test_cli_run_and_views(tmp_path):
     out = cli_run(tmp_path, "lmvae", "--set", "supervision=semi", "--set", "label_fraction=0.2")
-    m = open_run(out).load_model()
+    run = open_run(out)
+    m = run.load_model()
+    acc = run.metric("class_accuracy")  # one row per snapshot, one share per task seen
+    assert len(acc) == len(run.snapshots) and all(0 <= a <= 1 for a in acc[-1])
     assert type(m) is SupervisedLMVAE and m.config.label_fraction == 0.2
     x = ldata.load_task("digits:classes=0-4", "test").x[:8]
     post = m.encode(x)
-    assert post["d"]["logits"].shape == (8, 10) and m.classify(x).shape == (8,)
+    assert post["d"]["logits"].shape == (8, 10) and m.predict_labels(x).shape == (8,)
     imgs, labels = generation.grid(m, "d", ("z0", 0), [-2.0, 2.0])
     assert imgs.shape == (2 * 10, 1, 28, 28) and labels[3] == "d=3"
     assert m.sample(4, task=0).shape == (4, 1, 28, 28)

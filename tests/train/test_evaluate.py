@@ -93,10 +93,11 @@ MODELS = {
 
 
 def _mixed(j: int, n: int = 40):
-    """Task j's test images: kinds j and j + 1 interleaved."""
+    """Task j's test images: kinds j and j + 1 interleaved, labelled by kind."""
     a, b = (synthetic_task(KINDS[(j + i) % 3], n, seed=10 + j) for i in (0, 1))
     x = torch.stack([a.x, b.x], 1).flatten(0, 1)[:n]
-    return SimpleNamespace(x=x)
+    y = torch.tensor([(j + i % 2) % 3 for i in range(len(x))])
+    return SimpleNamespace(x=x, y=y)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -109,7 +110,13 @@ def test_the_metrics_are_those_of_the_three_calls(name):
     torch.manual_seed(7)
     old = reference_evaluate(model, tests, max_samples=40, batch_size=16)
     assert torch.equal(after_new, torch.rand(1))  # the caller's random stream is left as it was
+    accuracy = new.pop("class_accuracy", None)  # not in the reference loop
     assert new == old
+    if name == "lmvae-supervised":  # the share of each task's images classified as labelled
+        want = [float((model.predict_labels(t.x) == t.y).float().mean()) for t in tests]
+        assert accuracy == pytest.approx(want, abs=1e-6)
+    else:
+        assert accuracy is None
     if name == "lmvae":  # each task's images go to two experts: the split is used
         assert all(sum(v > 0 for v in r) == 2 for r in new["routing"]), new["routing"]
 
