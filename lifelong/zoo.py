@@ -339,8 +339,9 @@ ZOO += [
                 "supervised",
                 {},
                 "Supervised L-MVAE (paper 000 eqs. 18-21): each expert adds a class encoder "
-                "q(d|x) and decodes [z, d]; class accuracy per task on the Forgetting page "
-                "(Table I's setting: labels in every task).",
+                "q(d|x) and decodes [z, d], reading the label in training (readings.md, 6); "
+                "class accuracy per task on the Forgetting page (Table I's setting: labels in "
+                "every task).",
             ),
             (
                 "semi",

@@ -56,6 +56,10 @@ class LMVAEConfig:
     temperature: float = 0.5  # T of the Gumbel-softmax eq. 20 (not given in the paper)
     label_fraction: float = 1000 / 60000  # "semi": labelled share (Sec. VII-B: 1,000 MNIST)
     semi_beta: float = 0.5  # "semi": beta of eq. 23 (Sec. VII-B)
+    # "supervised": what the decoder of eq. 19 reads in training, the image's "label" (as Sec. V
+    # does for semi's labelled images; Kingma et al.'s labelled term) or a Gumbel-softmax
+    # "sample" of q(d|x) (eq. 20, the literal reading): docs/readings.md, reading 6
+    supervised_decoder: str = "label"
     expert_batching: str = "auto"  # experts in one vmapped call or a loop (models/stacked.py)
 
     def validate(self) -> None:
@@ -64,6 +68,7 @@ class LMVAEConfig:
             "assign_on": assign.READINGS,
             "novelty_metric": ("matched", "pairs"),
             "supervision": ("none", "supervised", "semi"),
+            "supervised_decoder": ("label", "sample"),
         }
         for name, options in choices.items():
             assign.check_choice(name, getattr(self, name), options)

@@ -9,7 +9,10 @@ Built by `LMVAE.create(config)` (what the registry calls) when `config.supervisi
   independent because they come from two separate inference networks);
 - d is drawn with the Gumbel-softmax of eq. 20 at temperature T;
 - "supervised": the MELBO of eq. 19 (eq. 18 per expert: rec - KL_z - KL_d) plus the mixture of
-  cross-entropies of eq. 21 on the labels;
+  cross-entropies of eq. 21 on the labels. By default (supervised_decoder="label") the decoder
+  reads each image's label in place of d in training, as semi does for its labelled images:
+  with a Gumbel-softmax d of q(d|x) there (eq. 20, supervised_decoder="sample") the
+  reconstruction pulls the class encoder away from the labels (docs/readings.md, reading 6);
 - "semi": only a fraction of the images keeps its label (`label_fraction`); eq. 23 = eq. 22 on
   the unlabelled images (d drawn from q(d|x), no KL_d) + beta * eq. 19 on the labelled ones,
   whose label replaces d in the decoder (Sec. V: "Labels y replace the discrete variables d
@@ -208,7 +211,10 @@ class SupervisedLMVAE(LMVAE):
         w = self._mixing_weights(ks, x.device)
         lab = self.labelled(x, y)
         semi = cfg.supervision == "semi"
-        labels = torch.where(lab, y, torch.full_like(y, -1)) if semi else None
+        # the decoder reads the label where one is known: semi's labelled images (Sec. V) and,
+        # unless supervised_decoder="sample" (eq. 19 with d ~ q(d|x) throughout), supervised's
+        by_label = semi or cfg.supervised_decoder == "label"
+        labels = torch.where(lab, y, torch.full_like(y, -1)) if by_label else None
         per = [self._terms(k, x, labels=labels) for k in ks]
         weight = None
         if semi:

@@ -55,23 +55,28 @@ def test_gumbel_softmax_eq20_and_the_discrete_kl():
     assert float(sure) == pytest.approx(math.log(4), rel=1e-4)
 
 
-def test_supervised_loss_is_eq19_plus_the_eq21_cross_entropy(monkeypatch):
-    """One expert (K = 1, w = 1): total = -(rec - KL_z - KL_d) + CE, with the draws fixed."""
+@pytest.mark.parametrize("reading", ["sample", "label"])
+def test_supervised_loss_is_eq19_plus_the_eq21_cross_entropy(monkeypatch, reading):
+    """One expert (K = 1, w = 1): total = -(rec - KL_z - KL_d) + CE, with the draws fixed; the
+    decoder reads q(d|x)'s draw ("sample", eq. 20) or the image's label ("label", the default)."""
     monkeypatch.setattr(losses, "reparameterise", lambda mu, logvar: mu)
     monkeypatch.setattr(losses, "gumbel_softmax", lambda lg, t: torch.softmax(lg, -1))
-    model = _model(n_tasks=1, n_experts=1, supervision="supervised")
+    model = _model(n_tasks=1, n_experts=1, supervision="supervised", supervised_decoder=reading)
     x = ldata.load_task("digits:classes=0-4", "train").x[:32]
     y = torch.arange(32) % 5
     out = model.loss({"x": x, "y": y}, 0)
     mu, logvar = model._posterior(0, x)
     logits_d = model.class_logits(0, x)
-    rec = losses.bernoulli_log_likelihood(model._logits(0, mu, torch.softmax(logits_d, -1)), x)
+    d = torch.softmax(logits_d, -1) if reading == "sample" else F.one_hot(y, 10).float()
+    rec = losses.bernoulli_log_likelihood(model._logits(0, mu, d), x)
     kl = losses.gaussian_kl(mu, logvar) + losses.categorical_kl_uniform(logits_d)
     ce = F.cross_entropy(logits_d, y)
     assert torch.allclose(out["total"], -(rec - kl).mean() + ce, rtol=1e-5)
     assert torch.allclose(out["ce"], ce, rtol=1e-5)
-    # the ELBO that routes and scores (eq. 18) is the same per-sample quantity
-    assert torch.allclose(model.score(x, expert=0), rec - kl, rtol=1e-5)
+    if reading == "sample":  # the ELBO that routes and scores (eq. 18): the same quantity
+        assert torch.allclose(model.score(x, expert=0), rec - kl, rtol=1e-5)
+    with pytest.raises(ValueError, match="supervised_decoder"):
+        LMVAEConfig(supervised_decoder="both").validate()
 
 
 def test_semi_uses_only_the_labelled_fraction():
