@@ -23,10 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.func import functional_call, grad, vmap
-from torch.nn.utils import parameters_to_vector
 
 from lifelong import events
+from lifelong.models import ewc_core
 from lifelong.models.vae import VAE, VAEConfig
 
 
@@ -52,8 +51,8 @@ class EWCConfig(VAEConfig):
             raise ValueError("fisher_samples and fisher_batch must be >= 1")
 
 
-class EWC(VAE):
-    """The VAE plus the EWC penalty. `fisher` and `anchor` are flat [P] buffers over
+class EWC(ewc_core.EWCPenalty, VAE):
+    """The VAE plus the EWC penalty (ewc_core). `fisher` and `anchor` are flat [P] buffers over
     `parameters()` in order (P = number of parameters), so snapshots rebuild the penalty."""
 
     family = "ewc"
@@ -61,19 +60,15 @@ class EWC(VAE):
 
     def __init__(self, config: EWCConfig, arch: dict | None = None):
         super().__init__(config, arch)
-        n = sum(p.numel() for p in self.parameters())
-        self.register_buffer("fisher", torch.zeros(n))  # sum over finished tasks of F_t
-        self.register_buffer("anchor", torch.zeros(n))  # Xi: parameters when the last task ended
-        self.register_buffer("consolidated", torch.tensor(0))  # number of tasks in `fisher`
+        self.init_ewc()
+
+    def ewc_net(self) -> VAE:
+        return self  # forward: the one-sample ELBO per image, z ~ q(z|x) reparameterised
 
     def penalty(self) -> torch.Tensor:
         """gamma/2 sum_i F_i (xi_i - Xi_i)^2: a scalar, differentiable in the parameters; its
-        gradient is gamma F (xi - Xi). Zero before the first task ends (F = 0), where it is not
-        computed: flattening every parameter each step cost ~15 % of task 0's throughput."""
-        if int(self.consolidated) == 0:
-            return torch.zeros((), device=self.anchor.device)
-        delta = parameters_to_vector(self.parameters()) - self.anchor
-        return 0.5 * self.config.ewc_lambda * (self.fisher * delta.pow(2)).sum()
+        gradient is gamma F (xi - Xi)."""
+        return self.ewc_penalty(self.config.ewc_lambda)
 
     def loss(self, batch: dict[str, torch.Tensor], task: int) -> dict[str, torch.Tensor]:
         out = super().loss(batch, task)
@@ -81,7 +76,7 @@ class EWC(VAE):
         out["total"] = out["total"] + out["ewc"]
         return out
 
-    def fisher_diagonal(self, x: torch.Tensor) -> torch.Tensor:
+    def fisher_diagonal(self, x: torch.Tensor, batch: int | None = None) -> torch.Tensor:
         """Diagonal Fisher from the ELBO at the current parameters: x [N, C, H, W] -> [P] >= 0.
 
         Estimator (paper 001, Sec. 5): for each image x_n, the gradient g_n of its one-sample
@@ -89,40 +84,11 @@ class EWC(VAE):
         every parameter, then F = mean_n g_n^2. This is the empirical Fisher of the ELBO at the
         data; per-sample gradients come from torch.func (vmap of grad), `fisher_batch` at a time.
         """
-        names = [n for n, _ in self.named_parameters()]
-        params = {n: p.detach() for n, p in self.named_parameters()}
-
-        def elbo_one(p: dict, xi: torch.Tensor) -> torch.Tensor:
-            return functional_call(self, p, (xi[None],))[0]
-
-        per_sample = vmap(grad(elbo_one), in_dims=(None, 0), randomness="different")
-        total = torch.zeros_like(self.fisher)
-        for i in range(0, len(x), self.config.fisher_batch):
-            g = per_sample(params, x[i : i + self.config.fisher_batch])
-            flat = torch.cat([g[n].flatten(1) for n in names], dim=1)  # [B, P]
-            total += flat.pow(2).sum(0)
-        return total / len(x)
+        return super().fisher_diagonal(x, batch or self.config.fisher_batch)
 
     def after_task(self, task: int, data) -> list[events.Event]:
         """Consolidate the finished task: F += F_task on `fisher_samples` of its images (a seeded
         subset, so a resumed run rebuilds the same F) and move the anchor to the current
         parameters."""
-        g = torch.Generator().manual_seed(3000 + task)
-        idx = torch.randperm(len(data.x), generator=g)[: self.config.fisher_samples]
-        x = data.x[idx].to(self.device)
-        was_training = self.training
-        self.eval()  # the nets have no dropout/batch norm, but keep the estimate mode-free
-        f_task = self.fisher_diagonal(x)
-        self.train(was_training)
-        with torch.no_grad():
-            self.fisher += f_task
-            self.anchor.copy_(parameters_to_vector(self.parameters()))
-            self.consolidated += 1
-        consolidated = events.EwcConsolidated(
-            task,
-            samples=len(x),
-            fisher_task_mean=float(f_task.mean()),
-            fisher_task_max=float(f_task.max()),
-            fisher_total_mean=float(self.fisher.mean()),
-        )
-        return [consolidated]
+        cfg = self.config
+        return self.consolidate(task, data, cfg.fisher_samples, cfg.fisher_batch)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifelong import events, losses
+from lifelong.models import ewc_core
 from lifelong.models.base import Capabilities, Codes, GenerativeModel, LatentBlock, Posterior
 from lifelong.models.nets import LGMNet, grow
 from lifelong.models.replay import ReplayRecord
@@ -69,6 +70,14 @@ class LGMConfig:
     # alone. Trained through the bounds, Q games them: its z_c variance on decodings goes to
     # the clamp (L_I) and its z_d head reads the decoder's marks, not the task (zd_info).
     detach_q: bool = False
+    # Paper 001 Sec. 5's EWC baseline on LGM's own graphical model ("the same graphical model
+    # ... for all models"): regulariser="ewc" trains the one student on each task's real images
+    # only (no teacher, replay or consistency term) with ewc_core's penalty at weight
+    # ewc_lambda (ewc.py's default), z_d fixed at discrete_dim categories (no growth: F and the
+    # anchor are over a fixed parameter vector).
+    regulariser: str = "replay"
+    ewc_lambda: float = 100.0
+    fisher_samples: int = 512
 
     def validate(self) -> None:
         if min(self.latent_dim, self.channels, self.hidden, self.n_tasks, self.discrete_dim) < 1:
@@ -79,6 +88,15 @@ class LGMConfig:
             raise ValueError("info_lambda, replay_grid, task_anchor and zd_info must be >= 0")
         if self.task_anchor and not self.grow_discrete and self.discrete_dim < self.n_tasks:
             raise ValueError("task_anchor needs a z_d category per task (grow_discrete=true)")
+        if self.regulariser not in ("replay", "ewc"):
+            raise ValueError(f"regulariser must be 'replay' or 'ewc', not {self.regulariser!r}")
+        if self.regulariser == "ewc" and (self.grow_discrete or self.task_anchor):
+            raise ValueError(
+                "regulariser=ewc keeps z_d fixed: set grow_discrete=false (and discrete_dim to"
+                " the categories wanted) and task_anchor=0"
+            )
+        if self.ewc_lambda < 0 or self.fisher_samples < 1:
+            raise ValueError("need ewc_lambda >= 0 and fisher_samples >= 1")
         if not 0 < self.tau_min <= self.tau_start:
             raise ValueError(
                 f"need 0 < tau_min <= tau_start (got {self.tau_min}, {self.tau_start})"
@@ -115,7 +133,7 @@ def consistency_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -
     return (log_q.exp() * (log_q - log_p)).sum(dim=-1)
 
 
-class LGM(ReplayRecord, GenerativeModel):
+class LGM(ReplayRecord, ewc_core.EWCPenalty, GenerativeModel):
     """Student-teacher lifelong VAE. `student` is the model; `teacher` (None before task 1) is
     the frozen previous student, kept in the state dict so a snapshot is complete."""
 
@@ -135,6 +153,8 @@ class LGM(ReplayRecord, GenerativeModel):
         self.init_replay_record()  # replayed samples kept per task (replay.py)
         # The z_d category each task's data is encoded to (after_task); -1 before that.
         self.register_buffer("task_code", torch.full((config.n_tasks,), -1, dtype=torch.long))
+        if config.regulariser == "ewc":  # ewc_core: F summed over finished tasks, Xi
+            self.init_ewc()
 
     @staticmethod
     def _frozen(net: LGMNet) -> LGMNet:
@@ -206,18 +226,8 @@ class LGM(ReplayRecord, GenerativeModel):
         return torch.sigmoid(self.student.decode_logits(self._one_hot(cats), zc))
 
     def score(self, x: torch.Tensor, expert: int | None = None) -> torch.Tensor:
-        """ELBO per sample (nats): E_q(z_d) exactly (a sum over the J categories, so no
-        relaxation bias) and one reparameterised z_c ~ Q(z_c|x); [N]."""
-        logits, mu, logvar = self.student.posterior(x)
-        zc = losses.reparameterise(mu, logvar)
-        q = torch.softmax(logits, dim=1)
-        rec = torch.zeros(len(x), device=x.device)
-        for j in range(self.discrete_dim):
-            zd = self._one_hot(torch.full((len(x),), j))
-            rec = rec + q[:, j] * losses.bernoulli_log_likelihood(
-                self.student.decode_logits(zd, zc), x
-            )
-        return rec - losses.gaussian_kl(mu, logvar) - losses.categorical_kl_uniform(logits)
+        """ELBO per sample (nats) of the student, exact over z_d (`elbo`); [N]."""
+        return elbo(self.student, x)
 
     # -- replay --------------------------------------------------------------------------
     def real_fraction(self, task: int) -> float:
@@ -283,6 +293,9 @@ class LGM(ReplayRecord, GenerativeModel):
             terms["anchor"] = F.cross_entropy(logits, target, reduction="none")
             total = total + cfg.task_anchor * terms["anchor"]
         total = total.mean()
+        if cfg.regulariser == "ewc":
+            terms["ewc"] = self.ewc_penalty(cfg.ewc_lambda)
+            total = total + terms["ewc"]
         if cfg.zd_info:
             terms["zd_info"] = self.zd_info_term(n_real, x.device)
             total = total + cfg.zd_info * terms["zd_info"]
@@ -339,8 +352,8 @@ class LGM(ReplayRecord, GenerativeModel):
     def before_task(self, task: int, data) -> list[events.Event]:
         """From task 1 on: the student becomes the frozen teacher, the new student gets its
         weights (grown by one z_d category, App. 9.8), and a grid of replayed images is kept."""
-        if task == 0:
-            return [events.Replay(0, pi=1.0, replay_fraction=0.0)]
+        if task == 0 or self.config.regulariser == "ewc":  # EWC: one student, real data
+            return [events.Replay(task, pi=1.0, replay_fraction=0.0)]
         out: list[events.Event] = []
         self.teacher = self._frozen(copy.deepcopy(self.student))
         out.append(events.TeacherSwapped(task, teacher_dim=self.teacher.discrete_dim))
@@ -371,4 +384,36 @@ class LGM(ReplayRecord, GenerativeModel):
         if task < len(self.task_code):
             self.task_code[task] = code
         share = float(counts[code]) / max(int(counts.sum()), 1)
-        return [events.TaskCode(task, code=code, share=share, counts=counts.tolist())]
+        out = [events.TaskCode(task, code=code, share=share, counts=counts.tolist())]
+        if self.config.regulariser == "ewc":
+            out += self.consolidate(task, data, self.config.fisher_samples, 64)
+        return out
+
+    def ewc_net(self) -> nn.Module:
+        """regulariser="ewc": the network EWC protects, the student, as its ELBO (`elbo`)."""
+        return _StudentELBO(self.student)
+
+
+def elbo(net: LGMNet, x: torch.Tensor) -> torch.Tensor:
+    """ELBO per sample (nats) of `net`: E_q(z_d) exactly (a sum over its J categories, so no
+    relaxation bias) and one reparameterised z_c ~ Q(z_c|x); [N]."""
+    logits, mu, logvar = net.posterior(x)
+    zc = losses.reparameterise(mu, logvar)
+    q = torch.softmax(logits, dim=1)
+    rec = torch.zeros(len(x), device=x.device)
+    for j in range(net.discrete_dim):
+        zd = F.one_hot(torch.full((len(x),), j, device=x.device), net.discrete_dim).to(x.dtype)
+        rec = rec + q[:, j] * losses.bernoulli_log_likelihood(net.decode_logits(zd, zc), x)
+    return rec - losses.gaussian_kl(mu, logvar) - losses.categorical_kl_uniform(logits)
+
+
+class _StudentELBO(nn.Module):
+    """`elbo` as a module's forward, so torch.func can call it with other parameters
+    (named "net.<student's name>")."""
+
+    def __init__(self, net: LGMNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return elbo(self.net, x)

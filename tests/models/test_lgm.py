@@ -403,3 +403,80 @@ def test_claim_fig12a_replay_beats_the_fine_tuned_vae(data):
             model.eval()
             fd[name], _ = ev.frechet_seen_and_per_task(model, test, classifier, 3, 500, seed)
         assert fd["lgm"] < fd["vae"] and fd["shipped"] < fd["vae"], (seed, fd)
+
+
+# -- EWC on LGM's graphical model (paper 001 Sec. 5's baseline; regulariser="ewc") ----------
+
+EWC_LGM = {"regulariser": "ewc", "grow_discrete": False, "discrete_dim": 3}
+
+
+def test_ewc_regulariser_keeps_one_student_and_a_fixed_zd(tasks):
+    model = _model(**EWC_LGM)
+    for t, data in enumerate(tasks):
+        events = model.before_task(t, data)
+        assert [e["type"] for e in events] == ["replay"] and events[0]["pi"] == 1.0
+        assert model.teacher is None and model.discrete_dim == 3
+        out = model.loss({"x": data.x[:16]}, t)
+        assert float(out["pi"]) == 1.0 and float(out["consistency"]) == 0.0
+        assert float(out["ewc"]) == 0.0  # at the anchor (or before any task is consolidated)
+        _train(model, t, data, 5)
+        moved = float(model.loss({"x": data.x[:16]}, t)["ewc"])
+        assert (moved > 0) == (t > 0)  # once the parameters leave a consolidated anchor
+        done = model.after_task(t, data)
+        assert [e["type"] for e in done] == ["task_code", "ewc_consolidated"]
+    assert int(model.consolidated) == 3
+    assert torch.equal(
+        model.anchor, torch.nn.utils.parameters_to_vector(model.student.parameters())
+    )
+    with pytest.raises(ValueError, match="regulariser=ewc keeps z_d fixed"):
+        LGMConfig(regulariser="ewc").validate()  # growth on by default
+    with pytest.raises(ValueError, match="regulariser must be"):
+        LGMConfig(regulariser="both").validate()
+
+
+def test_ewc_fisher_is_the_mean_squared_gradient_of_the_exact_zd_elbo(monkeypatch, tasks):
+    """With z_c fixed at its mean, F is the mean over images of (d ELBO_n / d theta)^2, the ELBO
+    exact over z_d (`lgm.elbo`, what `score` returns), over the student's parameters in order."""
+    monkeypatch.setattr(losses, "reparameterise", lambda mu, logvar: mu)
+    model = _model(**EWC_LGM)
+    x = tasks[0].x[:5]
+    fisher = model.fisher_diagonal(x)
+    expected = torch.zeros_like(fisher)
+    for xi in x:
+        model.zero_grad()
+        model.score(xi[None]).sum().backward()
+        expected += torch.cat([p.grad.flatten() for p in model.student.parameters()]).pow(2)
+    assert torch.allclose(fisher, expected / len(x), rtol=1e-4, atol=1e-8)
+
+
+def test_ewc_penalty_holds_the_student_near_the_anchor(tasks):
+    """After task 0, training task 1 with a large gamma moves the parameters F weighs most
+    far less than with gamma = 0; the penalty's gradient is gamma F (xi - Xi)."""
+    moved = {}
+    for gamma in (0.0, 1e4):
+        model = _model(**EWC_LGM, ewc_lambda=gamma)
+        model.before_task(0, tasks[0])
+        _train(model, 0, tasks[0], 30)
+        model.after_task(0, tasks[0])
+        theta = model.anchor.clone()
+        model.before_task(1, tasks[1])
+        _train(model, 1, tasks[1], 30)
+        top = model.fisher.argsort()[-200:]
+        now = torch.nn.utils.parameters_to_vector(model.student.parameters()).detach()
+        moved[gamma] = float((now - theta)[top].abs().mean())
+    assert moved[1e4] < 0.3 * moved[0.0], moved
+    model.zero_grad()
+    model.ewc_penalty(1e4).backward()
+    grads = torch.cat([p.grad.flatten() for p in model.student.parameters()])
+    now = torch.nn.utils.parameters_to_vector(model.student.parameters()).detach()
+    assert torch.allclose(grads, 1e4 * model.fisher * (now - model.anchor), rtol=1e-4, atol=1e-6)
+
+
+def test_ewc_lgm_run_snapshots_rebuild_the_penalty(tmp_path):
+    out = cli_run(tmp_path, "lgm", *[a for k, v in EWC_LGM.items() for a in ("--set", f"{k}={v}")])
+    run = open_run(out)
+    types = [e["type"] for e in run.manifest["events"]]
+    assert types.count("ewc_consolidated") == 2 and "teacher_swapped" not in types
+    last, first = run.load_model(), run.load_model(0)
+    assert int(last.consolidated) == 2 and int(first.consolidated) == 1
+    assert not torch.equal(first.fisher, last.fisher) and last.teacher is None
