@@ -312,10 +312,16 @@ def test_cli_train_eval_and_explore(tmp_path, capsys):
 
 
 # -- claims (small seeded runs on the embedded digits) ------------------------------------------
-def _digits():
+def _images(data: str = "digits"):
+    """(training images, 256 test images) of the embedded digits or, for the real-data cases,
+    Fashion-MNIST (skipped where dataset-fashion-mnist is not installed). The steps are drawn
+    from random batches, so a case costs the same on either."""
     from lifelong import data as ld
+    from tests.conftest import fashion_or_skip
 
-    spec = ld.parse_tasks("digits")[0]
+    spec = ld.parse_tasks(data)[0]
+    if data == "fashion":
+        fashion_or_skip([spec])
     return ld.load_task(spec, "train", 0).x, ld.load_task(spec, "test", 0).x[:256]
 
 
@@ -326,7 +332,8 @@ def _trained(x, steps, seed=0, epoch_every=None, at=None, **kw):
 
 
 @pytest.mark.slow
-def test_claim_dhsic_separates_the_components_latent_spaces():
+@pytest.mark.parametrize("data", ["digits", "fashion"])
+def test_claim_dhsic_separates_the_components_latent_spaces(data):
     """Figs. 12-13: with beta = 10 the components' codes depend on each other clearly less than
     with beta = 0 (mean pairwise HSIC of the posterior means of test digits, median-distance
     bandwidths: hsic heuristic="distance"), and the regulariser's reconstruction cost is
@@ -343,7 +350,7 @@ def test_claim_dhsic_separates_the_components_latent_spaces():
     until both sit near the V-statistic's floor (~1e-3 at n = 256) and single checkpoints
     scatter (seed 0, beta = 10 vs 0 at 3000 steps: .0039 vs .0020). So the HSIC is read at
     1200 steps and the error at 2400, from the same runs."""
-    x, xt = _digits()
+    x, xt = _images(data)
     hs, err, late = {}, {}, {}
     for beta in (0.0, 10.0):
         hs[beta], err[beta], late[beta] = [], [], []
@@ -366,11 +373,12 @@ def test_claim_dhsic_separates_the_components_latent_spaces():
 
 
 @pytest.mark.slow
-def test_claim_mixture_beats_its_components_and_mismatches_fail():
+@pytest.mark.parametrize("data", ["digits", "fashion"])
+def test_claim_mixture_beats_its_components_and_mismatches_fail(data):
     """Figs. 2-3 (MVAE-Gau, K = 4, as in Sec. V-A): the mixture reconstructs better than its
     best single component, and an encoder paired with another component's sub-decoder much
     worse than with its own."""
-    x, xt = _digits()
+    x, xt = _images(data)
     model, _ = _trained(x, 1500, n_components=4, dropout="gau", prune_threshold=0.0)
     ks = model.experts()
     with torch.no_grad():
@@ -387,18 +395,25 @@ def test_claim_mixture_beats_its_components_and_mismatches_fail():
 
 
 @pytest.mark.slow
-def test_claim_gs_dropout_selects_fewer_components_at_similar_error():
+@pytest.mark.parametrize("data", ["digits", "fashion"])
+def test_claim_gs_dropout_selects_fewer_components_at_similar_error(data):
     """Table VI: MVAE-GS started at K = 6 ends with fewer active components, at an error close
-    to the fixed-K mixture trained as long; Figs. 15-16's series come out of epoch_stats."""
-    x, xt = _digits()
-    gs, stats = _trained(x, 2000, n_components=6, dropout="gs", epoch_every=100)
-    fixed, _ = _trained(x, 2000, n_components=6)
+    to the fixed-K mixture trained as long; Figs. 15-16's series come out of epoch_stats.
+
+    On Fashion-MNIST the dropout rates stay near their start for 2,000 steps (no pruning), so
+    that case trains 5,000: pruning starts after ~2,500 (6 -> 4 components), and p falls a
+    little first (0.115 -> 0.106) instead of rising as in Fig. 15, which holds on the digits."""
+    x, xt = _images(data)
+    steps = 5000 if data == "fashion" else 2000
+    gs, stats = _trained(x, steps, n_components=6, dropout="gs", epoch_every=steps // 20)
+    fixed, _ = _trained(x, steps, n_components=6)
     with torch.no_grad():
         e_gs, e_fixed = _sse(gs.reconstruct(xt), xt), _sse(fixed.reconstruct(xt), xt)
     counts = [s["active_components"] for s in stats]
     rates = [round(s["dropout_rate"], 3) for s in stats]
-    print(f"\nactive per 100 steps {counts}\ndropout rate {rates}")
+    print(f"\nactive per {steps // 20} steps {counts}\ndropout rate {rates}")
     print(f"SSE MVAE-GS ({len(gs.experts())} components) {e_gs:.1f}, fixed K=6 {e_fixed:.1f}")
     assert counts[0] == 6 and counts[-1] < 6 and counts == sorted(counts, reverse=True)
-    assert rates[len(rates) // 4] > rates[0]  # p rises first (Fig. 15)
+    if data == "digits":
+        assert rates[len(rates) // 4] > rates[0]  # p rises first (Fig. 15)
     assert e_gs < 1.25 * e_fixed
