@@ -452,6 +452,19 @@ def write_index(root) -> None:
             head.append("routing " + "/".join(f"{100 * a:.1f}%" for a in acc if a is not None))
         if mse:
             head.append("final MSE " + "/".join(f"{v:.4f}" for v in mse[-1]))
+        grown = [e for e in run.events if e.kind in ("expert_added", "expert_reused")]
+        if any(e.kind == "expert_reused" for e in grown):  # L-MVAE-Dyn
+            head.append(
+                "experts per task "
+                + ", ".join(
+                    f"{e.expert}{'' if e.kind == 'expert_added' else ' (reused)'}" for e in grown
+                )
+            )
+        classes = s.get("class_accuracy_final")
+        if classes and any(a is not None for a in classes):  # supervised / semi L-MVAE
+            head.append(
+                "class accuracy " + "/".join(f"{100 * a:.1f}%" for a in classes if a is not None)
+            )
         pops = run.manifest.get("eval", {}).get("metrics", {}).get("populations")
         if pops:  # paper 004's Tables 1-2, stored by `eval --metrics populations`
             v = pops["value"]
