@@ -4,7 +4,7 @@ server in headless Chromium: `python docs/take_screenshots.py [GENERATION_RUN] [
 The browser test (`LIFELONG_SCREENSHOTS=1 LIFELONG_E2E_RUN_ROOTS=pretrained pytest tests/e2e`)
 takes every page on the first shipped run (L-MVAE); the dHSIC heatmap, Shared / private and
 Generation grid are retaken here on the MVAE, CPVAE (Table 1's `cpvae-grassy`), InfoGAN and
-LGM runs; the Latent map's time-lapse of the fine-tuned VAE and of L-MVAE is taken as two
+LGM runs, the dHSIC heatmap of MVAE-GS and the Expert timeline of L-MVAE-Dyn too; the Latent map's time-lapse of the fine-tuned VAE and of L-MVAE is taken as two
 frames side by side (after the first task | after the last; every task, then task 0 alone),
 `latent-map-vae.png` and `latent-map-lmvae.png`. Needs /usr/bin/chromium and the playwright
 package (never `playwright install`).
@@ -34,6 +34,8 @@ SHOTS = [  # (url path, run label, file, extra action)
     ("Generation grid", "pretrained/lgm-digits-glyphs-shapes", "generation-lgm"),
     ("Train", "pretrained/lmvae-digits-glyphs-shapes", "train"),
     ("Compare runs", "pretrained/lmvae-fashion5", "compare-fashion"),
+    ("Expert timeline", "pretrained/lmvae-dyn-digits", "timeline-dyn"),
+    ("dHSIC heatmap", "pretrained/mvae-gs-beta10-fashion", "dhsic-gs"),
 ]
 TIMELAPSES = [  # (run label, file): the time-lapse's first and last frames side by side
     ("pretrained/vae-digits-glyphs-shapes", "latent-map-vae"),

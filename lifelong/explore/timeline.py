@@ -32,18 +32,25 @@ def expert_states(run) -> dict:
     state = [[""] * n_exp for _ in range(n_tasks)]
     lasting: dict[int, str] = {}
     pending: dict[int, str] = {}  # lasting states that start with the next task
+    held: dict[int, list[int]] = {}  # expert -> the finished tasks it holds (TaskHolder)
     for t in range(n_tasks):
         mine = [e for e in evs if e.task == t]
         lasting |= pending
         pending = {}
+        frozen: set[int] = set()  # experts the task's Mixing lists as not training
         for e in mine:
             if isinstance(e, events.Mixing):
                 alpha[t][: len(e.alpha)] = e.alpha
+                frozen = set(e.frozen or [])
             for m in e.marks():
                 if m.lasting:
                     (pending if m.from_next else lasting)[m.expert] = m.text
         for k in range(n_exp):
-            state[t][k] = lasting.get(k) or ("free" if alpha[t][k] is not None else "")
+            default = "free" if alpha[t][k] is not None else ""
+            if k in frozen:  # L-MVAE-Dyn freezes without eq. 3's ExpertFrozen events
+                tasks = ", ".join(str(j) for j in held.get(k, []))
+                default = f"frozen: task {tasks}" if tasks else "frozen"
+            state[t][k] = lasting.get(k) or default
         for e in mine:
             for m in e.marks():
                 if m.lasting or not 0 <= m.expert < n_exp:
@@ -52,6 +59,9 @@ def expert_states(run) -> dict:
                     state[t][m.expert] = m.text
                 elif m.expert not in lasting:
                     state[t][m.expert] += f" · {m.text}"
+        for e in mine:
+            if isinstance(e, events.TaskHolder):
+                held.setdefault(e.expert, []).append(e.task)
     return {"tasks": run.tasks, "experts": list(range(n_exp)), "alpha": alpha, "state": state}
 
 

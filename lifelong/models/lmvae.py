@@ -315,7 +315,10 @@ class LMVAE(GenerativeModel):
             self.trainable[:] = False
             self.trainable[0] = True
             events.append(ev.ExpertAdded(task, expert=0))
-        self.alpha.copy_(losses.dirichlet_parameters(self.assigned, self.config.dirichlet_e))
+        # eq. 6: a = e for the experts that do not train. L-MVAE-Dyn marks the expert it trains
+        # as holding the task (assigned) from the task's start, so it reads `trainable` instead
+        held = ~self.trainable if self.config.dynamic else self.assigned
+        self.alpha.copy_(losses.dirichlet_parameters(held, self.config.dirichlet_e))
         self.sync_trainable()
         trainable = self.trainable.nonzero().flatten().tolist()
         events.append(

@@ -29,3 +29,33 @@ def test_routing_and_epoch_series(tiny_run):
     assert s["x"] == [0, 1] and s["task"] == [0, 1] and s["boundaries"] == [1]
     assert {"total", "rec", "kl", "images_per_s"} <= set(s["series"])
     assert all(isinstance(v, float) for v in s["series"]["total"])
+
+
+def test_dynamic_experts_show_frozen_with_the_tasks_they_hold():
+    """L-MVAE-Dyn has no eq. 3 ExpertFrozen events: an expert its Mixing event lists as not
+    training reads "frozen" with the tasks it holds (TaskHolder), the added / reused marks
+    stay on the expert that learns the task."""
+    from types import SimpleNamespace
+
+    from lifelong import eventbase
+
+    e = 1e-4
+    stored = [
+        {"type": "expert_added", "task": 0, "expert": 0},
+        {"type": "mixing", "task": 0, "alpha": [1.0], "trainable": [0], "frozen": []},
+        {"type": "task_holder", "task": 0, "expert": 0},
+        {"type": "expert_added", "task": 1, "expert": 1, "distances": [24.1], "threshold": 7.0},
+        {"type": "mixing", "task": 1, "alpha": [e, 1 - e], "trainable": [1], "frozen": [0]},
+        {"type": "task_holder", "task": 1, "expert": 1},
+        {"type": "expert_reused", "task": 2, "expert": 0, "distances": [5.1, 19.2]},
+        {"type": "mixing", "task": 2, "alpha": [1 - e, e], "trainable": [0], "frozen": [1]},
+        {"type": "task_holder", "task": 2, "expert": 0},
+    ]
+    run = SimpleNamespace(
+        tasks=["digits", "glyphs:invert", "digits:rotate=20"],
+        events=eventbase.load(stored, eventbase.FORMAT),
+    )
+    state = timeline.expert_states(run)["state"]
+    assert state[1][0] == "frozen: task 0" and "added" in state[1][1]
+    assert state[2][1] == "frozen: task 1" and "reused" in state[2][0]
+    assert state[0][0].startswith("added")

@@ -147,13 +147,19 @@ def test_dynamic_adds_an_expert_for_a_novel_task_and_reuses_for_a_repeat():
     _train(model, 0, seq[0], steps=150)
     assert model.novelty_distances(seq[1].x[:256])[0] > cfg.novelty_threshold
     body = [p.clone() for p in model.enc_body.parameters()]
-    added = model.before_task(1, seq[1])[0]
+    events = model.before_task(1, seq[1])
+    added, mixing = events[0], events[-1]
     assert added["type"] == "expert_added" and len(model.experts()) == 2
     assert model.trainable.tolist() == [False, True]
+    # eq. 6: the expert that trains gets a = 1 - e K', the one that holds task 0 a = e
+    e = cfg.dirichlet_e
+    assert mixing["alpha"] == pytest.approx([e, 1 - e]) and mixing["frozen"] == [0]
     _train(model, 1, seq[1], steps=150)
     assert all(torch.equal(a, b) for a, b in zip(body, model.enc_body.parameters(), strict=True))
-    reused = model.before_task(2, seq[2])[0]
+    events = model.before_task(2, seq[2])
+    reused = events[0]
     assert reused["type"] == "expert_reused" and reused["expert"] == 0
+    assert events[-1]["alpha"] == pytest.approx([1 - e, e])
     assert len(model.experts()) == 2 and model.trainable.tolist() == [True, False]
 
 
