@@ -4,8 +4,9 @@ server in headless Chromium: `python docs/take_screenshots.py [GENERATION_RUN] [
 The browser test (`LIFELONG_SCREENSHOTS=1 LIFELONG_E2E_RUN_ROOTS=pretrained pytest tests/e2e`)
 takes every page on the first shipped run (L-MVAE); the dHSIC heatmap, Shared / private and
 Generation grid are retaken here on the MVAE, CPVAE (Table 1's `cpvae-grassy`), InfoGAN and
-LGM runs, the dHSIC heatmap of MVAE-GS and the Expert timeline of L-MVAE-Dyn too; the Latent map's time-lapse of the fine-tuned VAE and of L-MVAE is taken as two
-frames side by side (after the first task | after the last; every task, then task 0 alone),
+LGM runs, the dHSIC heatmap of MVAE-GS and the Expert timeline of L-MVAE-Dyn too; the Latent
+map's time-lapse of the fine-tuned VAE and of L-MVAE is taken as two frames side by side
+(after the first task | after the last; every task, then task 0 alone),
 `latent-map-vae.png` and `latent-map-lmvae.png`. Needs /usr/bin/chromium and the playwright
 package (never `playwright install`).
 """
