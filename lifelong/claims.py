@@ -234,7 +234,7 @@ CLAIMS = [
         "eqs. 7-8 tell the populations apart",
         "population accuracy on test images (holds: ≥ 75 %; Table 2: MNIST 99.5 %, "
         "MNIST-GRASS 77.5 %, 10-way)",
-        {"embedded": ("cpvae-textured",), "fashion": ("cpvae-fashion10",)},
+        {"embedded": ("cpvae-textured10",), "fashion": ("cpvae-fashion10",)},
         _populations,
     ),
     Claim(
