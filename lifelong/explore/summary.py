@@ -63,8 +63,8 @@ def run_report(run) -> dict:
     ]
     matrices = {n: run.metric(n) for n in names}
     summary: dict[str, object] = {}
-    for n in ("mse", "elbo"):
-        if n in matrices:
+    for n in ("mse", "elbo", "class_accuracy"):
+        if matrices.get(n):
             better_high = n not in LOWER_IS_BETTER
             summary[f"forgetting_{n}"] = metrics.forgetting(matrices[n], better_high)
             summary[f"backward_transfer_{n}"] = metrics.backward_transfer(matrices[n], better_high)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from lifelong import data as ldata
 from lifelong import losses
 from lifelong.explore import generation
+from lifelong.explore.summary import run_report
 from lifelong.models import build
 from lifelong.models.lmvae import LMVAE, LMVAEConfig
 from lifelong.models.lmvae_supervised import SupervisedLMVAE, label_draw
@@ -147,6 +148,8 @@ def test_cli_run_and_views(tmp_path):
     m = run.load_model()
     acc = run.metric("class_accuracy")  # one row per snapshot, one share per task seen
     assert len(acc) == len(run.snapshots) and all(0 <= a <= 1 for a in acc[-1])
+    summary = run_report(run)["summary"]  # forgetting of the accuracy, as of mse and elbo
+    assert summary["forgetting_class_accuracy"][0] == pytest.approx(acc[0][0] - acc[-1][0])
     assert type(m) is SupervisedLMVAE and m.config.label_fraction == 0.2
     x = ldata.load_task("digits:classes=0-4", "test").x[:8]
     post = m.encode(x)
