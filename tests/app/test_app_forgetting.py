@@ -98,3 +98,33 @@ def test_the_matrix_is_shaded_by_which_way_is_better(
     page = shading(at, "fg_metric")
     for name, lower in (("mse", True), ("elbo", False), ("frechet", True)):
         assert page[metrics.label(name)] is lower and overview[metrics.label(name)] is lower
+
+
+def test_supervised_runs_show_their_class_accuracy_matrix(monkeypatch, v2_navigation):
+    """The shipped supervised L-MVAE: the Overview and Forgetting pages offer its class
+    accuracy per task (the trainer's `class_accuracy`), shaded high as good, values as stored."""
+    import json
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from lifelong import metrics
+    from lifelong.runs import open_run
+    from tests.app.conftest import APP
+
+    root = Path(__file__).resolve().parents[2] / "pretrained"
+    monkeypatch.setenv("LIFELONG_RUN_ROOTS", str(root))
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    at.selectbox(key="run_label").set_value("pretrained/lmvae-supervised-digits").run()
+    stored = open_run(root / "lmvae-supervised-digits").metric("class_accuracy")
+    label = metrics.label("class_accuracy")
+    for key, page in (("ov_metric", None), ("fg_metric", "views/forgetting.py")):
+        if page:
+            at.switch_page(page).run()
+        at.radio(key=key).set_value(label).run()
+        assert not at.exception, at.exception
+        spec = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
+        assert not spec.get("reversescale")  # higher is better
+        shown = [[v for v in row if v is not None] for row in spec["z"]]
+        assert shown[-1] == pytest.approx(stored[-1], abs=1e-4)
